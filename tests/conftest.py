@@ -1,0 +1,19 @@
+"""Shared test fixtures: the devices every op is checked on."""
+import pytest
+import torch
+
+import facelin
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() and facelin.cuda_built() else [])
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA device and a CUDA build of facelin")
+    for item in items:
+        if "cuda" in item.keywords and "cuda" not in DEVICES:
+            item.add_marker(skip_cuda)
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return torch.device(request.param)
