@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 __all__ = ["FaceNotFoundError", "landmarks", "face_chips", "chip_transforms", "model_file",
-           "upsampled_lfw"]
+           "upsampled_lfw", "lfw_face_chips"]
 
 # dlib's canonical face (get_face_chip_details): for 5 points, the eye corners and the
 # bottom of the nose; for 68 points, the mean positions of points 17..67, of which the
@@ -397,3 +397,23 @@ def upsampled_lfw(indices: Sequence[int], factor: int = 6) -> list[np.ndarray]:
         enlarged = transform.rescale(lfw[index], factor, order=3)
         out.append((np.clip(enlarged, 0, 1) * 255).round().astype(np.uint8))
     return out
+
+
+def lfw_face_chips(factor: int = 6, n_points: int = 68, size: int = 150,
+                   padding: float = 0.25):
+    """Aligned chips of the faces of ``lfw_subset()`` that dlib's detector finds.
+
+    The 100 face crops (indices 0..99) are enlarged by `upsampled_lfw`; those in which
+    the detector finds no face are dropped (reported by `landmarks` as a
+    `FaceNotFoundError`). Returns ``(indices, chips)``: the lfw_subset index of every
+    chip and the (n, 3, size, size) chips.
+    """
+    indices = list(range(100))
+    images = upsampled_lfw(indices, factor)
+    try:
+        points = landmarks(images, n_points)
+    except FaceNotFoundError as missing:
+        keep = [i for i in indices if i not in set(missing.indices)]
+        indices, images = keep, [images[i] for i in keep]
+        points = landmarks(images, n_points)
+    return indices, face_chips(images, points, size, padding)
