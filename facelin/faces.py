@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 __all__ = ["FaceNotFoundError", "landmarks", "face_chips", "chip_transforms", "model_file",
-           "upsampled_lfw", "lfw_face_chips"]
+           "upsampled_lfw", "lfw_face_chips", "dlib_reference_chips"]
 
 # dlib's canonical face (get_face_chip_details): for 5 points, the eye corners and the
 # bottom of the nose; for 68 points, the mean positions of points 17..67, of which the
@@ -417,3 +417,23 @@ def lfw_face_chips(factor: int = 6, n_points: int = 68, size: int = 150,
         indices, images = keep, [images[i] for i in keep]
         points = landmarks(images, n_points)
     return indices, face_chips(images, points, size, padding)
+
+
+def _dlib_shape(points: np.ndarray, image: np.ndarray):
+    import dlib
+    return dlib.full_object_detection(
+        dlib.rectangle(0, 0, image.shape[1] - 1, image.shape[0] - 1),
+        [dlib.point(int(round(x)), int(round(y))) for x, y in points])
+
+
+def dlib_reference_chips(images, landmarks, size: int = 150,
+                         padding: float = 0.25) -> torch.Tensor:
+    """dlib's own ``get_face_chip`` for each image (the reference `face_chips` is checked
+    against), as an (N, 3, size, size) float32 tensor. Landmarks are rounded to whole
+    pixels, as dlib's shape objects hold them."""
+    import dlib
+    images = _image_list(images)
+    points = _landmark_array(landmarks, len(images))
+    chips = [dlib.get_face_chip(image, _dlib_shape(p, image), size, padding)
+             for image, p in zip(images, points)]
+    return torch.from_numpy(np.stack(chips).transpose(0, 3, 1, 2).astype(np.float32))

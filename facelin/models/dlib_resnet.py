@@ -29,7 +29,8 @@ from torch import nn
 
 from .dlib_format import DlibFormatError, read_dlib_network
 
-__all__ = ["DlibResNet", "load_dlib_resnet", "DEFAULT_WEIGHTS", "CHANNEL_MEANS"]
+__all__ = ["DlibResNet", "load_dlib_resnet", "dlib_reference_descriptors", "DEFAULT_WEIGHTS",
+           "CHANNEL_MEANS"]
 
 DEFAULT_WEIGHTS = "dlib_face_recognition_resnet_model_v1.dat"
 CHANNEL_MEANS = (122.782, 117.001, 104.298)
@@ -209,6 +210,12 @@ class DlibResNet(nn.Module):
                 hook.remove()
         return shapes
 
+    def stage_table(self) -> list[dict]:
+        """One row per stage: name, kind (module class), output shape and unit count."""
+        return [{"stage": name, "kind": type(self.get_submodule(name)).__name__,
+                 "output shape": shape, "units": int(np.prod(shape))}
+                for name, shape in self.unit_counts().items()]
+
     def dlib_layer_order(self):
         """(name, module, dlib record kind) in the order dlib stores the layers."""
         order = [("stem.conv", "con_4"), ("stem.affine", "affine_"), ("stem.relu", "relu_"),
@@ -327,3 +334,15 @@ def load_dlib_resnet(path=None, pretrained: bool = True, dtype=torch.float32,
     else:
         _initialise_as_dlib(model, seed)
     return model.to(dtype).eval().requires_grad_(False)
+
+
+def dlib_reference_descriptors(images, landmarks, path=None) -> np.ndarray:
+    """dlib's own ``compute_face_descriptor(image, shape)`` for each image and its
+    landmarks (what `load_dlib_resnet` is checked against): an (N, 128) float64 array."""
+    import dlib
+    from ..faces import _dlib_shape, _image_list, _landmark_array, model_file
+    images = _image_list(images)
+    points = _landmark_array(landmarks, len(images))
+    recogniser = dlib.face_recognition_model_v1(str(path or model_file(DEFAULT_WEIGHTS)))
+    return np.array([recogniser.compute_face_descriptor(image, _dlib_shape(p, image))
+                     for image, p in zip(images, points)])
