@@ -218,8 +218,9 @@ def landmarks(images, n_points: int = 68, boxes=None, upsample: int = 1) -> np.n
 def _similarity_transforms(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Least-squares similarity transforms source -> target (Umeyama), batched.
 
-    source, target: (N, P, 2). Returns the (N, 2, 2) scaled rotations (the translation is
-    not needed by the caller).
+    source, target: (N, P, 2). Returns ``(matrices, source_means, target_means)``: the
+    (N, 2, 2) scaled rotations and the (N, 2) centroids, so that a point p maps to
+    ``target_mean + matrix @ (p - source_mean)``.
     """
     mean_source = source.mean(axis=1, keepdims=True)
     mean_target = target.mean(axis=1, keepdims=True)

