@@ -54,28 +54,27 @@ class FaceSet:
         return len(self.images)
 
 
-def lfw_subset(size: int = 100, max_outside: float = 0.15,
+def lfw_subset(factor: int = 6, max_outside: float = 0.15,
                max_shape_distance: float = 5.0) -> FaceSet:
     """The 100 real LFW faces shipped with scikit-image, landmarked by dlib.
 
     ``skimage.data.lfw_subset()`` holds 200 grey 25x25 crops: the first 100 are faces
     (tight, roughly aligned, no identity labels), the rest are not. Each face is upsampled
-    to ``size`` x ``size`` (bicubic) and dlib's 68-point predictor is run with a box
-    covering the whole crop (its HOG detector misses many faces this small).
+    ``factor`` times (`facelin.faces.upsampled_lfw`: cubic spline; 6 gives 150 px) and
+    dlib's 68-point predictor is run with a box covering the whole crop (its HOG detector
+    misses many faces this small).
 
     A face is rejected, and recorded in ``rejected`` with the reason, when more than
     ``max_outside`` of its landmarks fall outside the image by more than 5% of its side,
-    or when its Procrustes distance to the median face exceeds the median distance by
+    or when its Procrustes distance to the mean face exceeds the median distance by
     more than ``max_shape_distance`` robust standard deviations (a predictor failure).
     """
-    from skimage import data, transform, util
-
     from .faces import landmarks as dlib_landmarks
+    from .faces import upsampled_lfw
     from .facespace import _align_to, generalized_procrustes
 
-    crops = data.lfw_subset()[:100]
-    images = np.stack([util.img_as_ubyte(np.clip(transform.resize(crop, (size, size), order=3),
-                                                 0, 1)) for crop in crops])
+    images = np.stack(upsampled_lfw(range(100), factor))
+    size = images.shape[1]
     boxes = np.tile([0, 0, size - 1, size - 1], (len(images), 1))
     points = dlib_landmarks(images, n_points=68, boxes=boxes)
     rejected = []
@@ -91,12 +90,13 @@ def lfw_subset(size: int = 100, max_outside: float = 0.15,
     robust_sd = 1.4826 * np.median(np.abs(distance - median))
     for index in np.flatnonzero(distance > median + max_shape_distance * robust_sd):
         if not any(r["index"] == index for r in rejected):
-            rejected.append({"index": int(index), "reason": "landmarks far from every other "
-                             f"face's (Procrustes distance {distance[index]:.3f}, median "
+            rejected.append({"index": int(index), "reason": "landmarks far from the other faces' "
+                             f"(Procrustes distance to the mean {distance[index]:.3f}, median "
                              f"{median:.3f})"})
     keep = np.setdiff1d(np.arange(len(images)), [r["index"] for r in rejected])
     return FaceSet(images[keep], points[keep], keep, sorted(rejected, key=lambda r: r["index"]),
-                   f"skimage.data.lfw_subset() faces upsampled 25 -> {size} px, dlib 68 points")
+                   f"skimage.data.lfw_subset() faces, upsampled 25 -> {size} px, "
+                   "dlib's 68 landmarks")
 
 
 # --------------------------------------------------------------------------------------

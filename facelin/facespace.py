@@ -249,29 +249,29 @@ class FaceSpace:
                                "landmarks) or FaceSpace.load(path)")
 
     # ---------------------------------------------------------------- geometry
-    def _chip_frame(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """The similarity from model coordinates (Procrustes frame) to the pixels of a
-        ``size`` chip, placing the mean shape exactly where dlib's alignment puts it."""
+    @staticmethod
+    def _in_chip(shapes: np.ndarray, size: int) -> np.ndarray:
+        """Place landmark sets (N, P, 2), in any frame, where dlib's alignment puts a face
+        in a ``size`` chip: each set is moved by the similarity that makes dlib's chip of
+        it the identity, so an image drawn around these landmarks is its own chip."""
         from .faces import chip_transforms
-        model = self.mean_shape_ * 1000.0  # any scale: dlib's alignment is equivariant
-        rect, angle = chip_transforms(model[None], size, CHIP_PADDING)
-        left, top, right, bottom = rect[0]
-        angle = float(angle[0])
-        centre = np.array([(left + right) / 2, (top + bottom) / 2])
-        rotate_back = np.array([[np.cos(angle), np.sin(angle)],
-                                [-np.sin(angle), np.cos(angle)]])
-        pixels_per_unit = (size - 1) / (right - left)
-        matrix = pixels_per_unit * rotate_back * 1000.0
-        offset = pixels_per_unit * (rotate_back @ -centre + centre - np.array([left, top]))
-        return matrix, offset
+        rects, angles = chip_transforms(shapes, size, CHIP_PADDING)
+        centres = np.stack([rects[:, 0] + rects[:, 2], rects[:, 1] + rects[:, 3]], 1) / 2
+        cos, sin = np.cos(angles), np.sin(angles)
+        rotate_back = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], -2)
+        # dlib's chip rectangle of a face at scale k (pixels per chip pixel) is k * size - 1
+        # wide and its chip samples it every width / (size - 1): scaling the face by
+        # size / (width + 1) makes that step 1 and the rectangle (0, 0, size-1, size-1)
+        pixels_per_unit = size / (rects[:, 2] - rects[:, 0] + 1)
+        local = np.einsum("nij,npj->npi", rotate_back, shapes - centres[:, None])
+        return pixels_per_unit[:, None, None] * local + (size - 1) / 2
 
     def _setup_texture_frame(self):
         """Triangulation, face mask and the barycentric map of the texture frame."""
         size = self.texture_size
         # the mean shape, upright as in a chip, scaled so that its whole face region fits
         # the texture frame with a 2-pixel border (dlib's chips cut the chin)
-        matrix, offset = self._chip_frame(size)
-        points = self.mean_shape_ @ matrix.T
+        points = self._in_chip(self.mean_shape_[None] * 1000.0, size)[0]
         low, high = points.min(axis=0), points.max(axis=0)
         scale = (size - 5) / (high - low).max()
         self.mean_texture_points_ = (points - (low + high) / 2) * scale + (size - 1) / 2
@@ -452,13 +452,14 @@ class FaceSpace:
 
     # ---------------------------------------------------------------- synthesis
     def shape_landmarks(self, shape_params, size: int = 150) -> np.ndarray:
-        """Landmarks (N, 68, 2) of shape parameters, in the pixels of a ``size`` chip."""
+        """Landmarks (N, 68, 2) of shape parameters, each set placed as dlib's alignment
+        places a face in a ``size`` chip (its own chip is the identity)."""
         self._check_fitted()
         shape_params = np.atleast_2d(np.asarray(shape_params, dtype=np.float64))
         vectors = self.shape_mean_ + shape_params @ self.shape_components_
-        model = vectors.reshape(len(vectors), -1, 2)
-        matrix, offset = self._chip_frame(size)
-        return model @ matrix.T + offset
+        # model shapes have unit norm; dlib's alignment is scale-equivariant, so any
+        # scale would do, and pixel-like units keep its arithmetic well conditioned
+        return self._in_chip(vectors.reshape(len(vectors), -1, 2) * 1000.0, size)
 
     def texture_vectors(self, appearance_params) -> np.ndarray:
         """Shape-free textures (N, D, C) of appearance parameters (not clipped)."""
@@ -480,10 +481,10 @@ class FaceSpace:
                    progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Faces from parameters: ``(images, landmarks)``.
 
-        The face is placed as dlib aligns a face in a ``size`` chip with padding 0.25 (the
+        Each face is placed as dlib aligns a face in a ``size`` chip with padding 0.25 (the
         input of dlib's face-recognition network at size 150): with ``margin=0`` each image
-        *is* its aligned chip, and ``facelin.faces.face_chips(images, landmarks, size)``
-        returns (nearly) the images themselves. dlib's chips are tight and cut the chin of
+        *is* its own aligned chip, ``facelin.faces.face_chips(images, landmarks, size)``
+        returns the images themselves (up to dlib's rounding). dlib's chips are tight and cut the chin of
         many faces; ``margin`` adds that many pixels on every side (the chip is then the
         central ``size`` square), e.g. to fit the whole face back with `transform`.
 
@@ -641,14 +642,25 @@ class FaceSpace:
 
 def _pca(centred: np.ndarray, n_components: int, name: str):
     """Top principal components (rows), their variances and explained-variance ratios."""
-    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    if len(centred) < centred.shape[1]:
+        # few faces, many pixels: the eigenvectors of the faces' Gram matrix give the
+        # components at a fraction of a full SVD's cost
+        eigenvalues, vectors = np.linalg.eigh(centred @ centred.T)
+        order = np.argsort(eigenvalues)[::-1]
+        singular = np.sqrt(np.clip(eigenvalues[order], 0, None))
+        vt = (vectors[:, order].T @ centred) / np.maximum(singular, 1e-300)[:, None]
+    else:
+        _, singular, vt = np.linalg.svd(centred, full_matrices=False)
     variances = singular ** 2 / (len(centred) - 1)
     if variances[n_components - 1] <= 1e-12 * max(variances[0], 1e-300):
         rank = int((variances > 1e-12 * variances[0]).sum())
         raise ValueError(f"fit: the {name} data have rank {rank}, fewer than the "
                          f"{n_components} {name} components asked for")
     total = variances.sum()
-    return (vt[:n_components].copy(), variances[:n_components].copy(),
+    # a fixed sign per component (largest loading positive), so refits draw the same faces
+    vt = vt[:n_components]
+    vt = vt * np.sign(vt[np.arange(n_components), np.abs(vt).argmax(axis=1)])[:, None]
+    return (vt.copy(), variances[:n_components].copy(),
             variances[:n_components] / total)
 
 
