@@ -16,7 +16,6 @@ at all raises an error that lists what went wrong.
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,18 +123,17 @@ class FaceFolder:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    from skimage import io, util
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a truncated or corrupt file must not pass quietly
-        image = io.imread(path)
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = image[:, :, :3]
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3) \
-            or min(image.shape[:2]) < 2:
-        raise ValueError(f"not a grey or RGB image (array of shape {image.shape})")
-    return util.img_as_ubyte(image)
+    """An (H, W) grey or (H, W, 3) RGB uint8 image; Pillow raises on truncated files."""
+    from PIL import Image
+    with Image.open(path) as image:
+        image.load()
+        if image.mode not in ("L", "RGB"):
+            grey = image.mode in ("1", "L", "LA", "I", "I;16", "F")
+            image = image.convert("L" if grey else "RGB")
+        pixels = np.asarray(image)
+    if min(pixels.shape[:2]) < 2:
+        raise ValueError(f"image of shape {pixels.shape} is too small")
+    return np.ascontiguousarray(pixels, dtype=np.uint8)
 
 
 def _is_image(path: Path) -> bool:
