@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["FaceSet", "FaceFolder", "LFWPairs", "Nuisance", "IdentitySet", "lfw_subset",
-           "load_face_folder", "load_lfw", "identity_set", "IMAGE_EXTENSIONS"]
+           "load_faces", "load_face_folder", "load_lfw", "identity_set", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff")
 
@@ -37,7 +37,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".t
 class FaceSet:
     """Landmarked face images.
 
-    images : (N, H, W) or (N, H, W, 3) uint8.
+    images : (N, H, W) or (N, H, W, 3) uint8 (a list of arrays when sizes differ).
     landmarks : (N, 68, 2) float64 (x, y) pixel positions.
     indices : (N,) position of each face in its source.
     rejected : one ``{"index": i, "reason": ...}`` per source face left out.
@@ -288,6 +288,52 @@ def load_lfw(root, pairs_file: str = "pairs.txt", progress: bool = True) -> LFWP
     return LFWPairs(faces, np.array(pairs, dtype=np.int64).reshape(-1, 2),
                     np.array(same, dtype=bool), np.array(folds, dtype=np.int64), pairs_path,
                     problems)
+
+
+def load_faces(source="lfw_subset", max_images: int | None = None, seed=0) -> FaceSet:
+    """Landmarked faces from a source the book's chapters can be pointed at.
+
+    source : ``"lfw_subset"`` (the embedded default, `lfw_subset`), or a folder: LFW in
+        either layout (`load_lfw`) or one sub-folder per identity (`load_face_folder`),
+        e.g. FEI. Folder images are landmarked by dlib's detector and 68-point predictor;
+        images in which it finds no face are recorded in ``rejected``, as are unreadable
+        files (with ``index`` -1 and their path in the reason).
+    max_images : keep at most this many folder images, drawn at random with ``seed``
+        (LFW holds 13,233).
+    """
+    if isinstance(source, str) and source == "lfw_subset":
+        return lfw_subset()
+    from .faces import FaceNotFoundError
+    from .faces import landmarks as dlib_landmarks
+    root = Path(source)
+    try:
+        folder = load_lfw(root, progress=True).faces
+    except FileNotFoundError:
+        folder = load_face_folder(root)
+    rejected = [{"index": -1, "reason": f"{path}: {reason}"} for path, reason in
+                folder.problems]
+    keep = np.arange(len(folder))
+    if max_images is not None and len(keep) > max_images:
+        keep = np.sort(np.random.default_rng(seed).choice(len(keep), max_images,
+                                                          replace=False))
+    images = [folder.images[i] for i in keep]
+    if any(image.ndim == 3 for image in images):  # one kind: grey images become RGB
+        images = [image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
+                  for image in images]
+    try:
+        points = dlib_landmarks(images)
+    except FaceNotFoundError as missing:
+        for position in missing.indices:
+            rejected.append({"index": int(keep[position]), "reason": "dlib's detector "
+                             f"found no face in {folder.paths[keep[position]]}"})
+        found = np.setdiff1d(np.arange(len(keep)), missing.indices)
+        if len(found) == 0:
+            raise ValueError(f"dlib's detector found no face in any image of {root}")
+        keep, images = keep[found], [images[i] for i in found]
+        points = dlib_landmarks(images)
+    same_size = len({image.shape for image in images}) == 1
+    return FaceSet(np.stack(images) if same_size else images, points, keep, rejected,
+                   f"{root}: {len(keep)} faces, dlib's 68 landmarks")
 
 
 # --------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from scipy.spatial import Delaunay
 from skimage.measure import points_in_poly
 
 __all__ = ["FaceSpace", "FaceSpaceVersionError", "default_space", "cache_dir",
-           "FORMAT_VERSION"]
+           "chip_landmarks", "generalized_procrustes", "FORMAT_VERSION"]
 
 #: Version of the file written by `FaceSpace.save`; `FaceSpace.load` refuses any other.
 FORMAT_VERSION = 1
@@ -187,6 +187,24 @@ def _similarity(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.
     return matrix, mt - matrix @ ms
 
 
+def chip_landmarks(landmarks, size: int = 150) -> np.ndarray:
+    """Move landmark sets (N, 68, 2), in any frame, to where dlib's alignment puts a face
+    in a ``size`` chip (padding 0.25): each set by the similarity that makes dlib's chip
+    of it the identity, so an image drawn around these landmarks is its own chip."""
+    from .faces import chip_transforms
+    shapes = _landmark_array(landmarks)
+    rects, angles = chip_transforms(shapes, size, CHIP_PADDING)
+    centres = np.stack([rects[:, 0] + rects[:, 2], rects[:, 1] + rects[:, 3]], 1) / 2
+    cos, sin = np.cos(angles), np.sin(angles)
+    rotate_back = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], -2)
+    # dlib's chip rectangle of a face at scale k (pixels per chip pixel) is k * size - 1
+    # wide and its chip samples it every width / (size - 1): scaling the face by
+    # size / (width + 1) makes that step 1 and the rectangle (0, 0, size-1, size-1)
+    pixels_per_unit = size / (rects[:, 2] - rects[:, 0] + 1)
+    local = np.einsum("nij,npj->npi", rotate_back, shapes - centres[:, None])
+    return pixels_per_unit[:, None, None] * local + (size - 1) / 2
+
+
 # --------------------------------------------------------------------------------------
 # The face space
 # --------------------------------------------------------------------------------------
@@ -249,29 +267,12 @@ class FaceSpace:
                                "landmarks) or FaceSpace.load(path)")
 
     # ---------------------------------------------------------------- geometry
-    @staticmethod
-    def _in_chip(shapes: np.ndarray, size: int) -> np.ndarray:
-        """Place landmark sets (N, P, 2), in any frame, where dlib's alignment puts a face
-        in a ``size`` chip: each set is moved by the similarity that makes dlib's chip of
-        it the identity, so an image drawn around these landmarks is its own chip."""
-        from .faces import chip_transforms
-        rects, angles = chip_transforms(shapes, size, CHIP_PADDING)
-        centres = np.stack([rects[:, 0] + rects[:, 2], rects[:, 1] + rects[:, 3]], 1) / 2
-        cos, sin = np.cos(angles), np.sin(angles)
-        rotate_back = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], -2)
-        # dlib's chip rectangle of a face at scale k (pixels per chip pixel) is k * size - 1
-        # wide and its chip samples it every width / (size - 1): scaling the face by
-        # size / (width + 1) makes that step 1 and the rectangle (0, 0, size-1, size-1)
-        pixels_per_unit = size / (rects[:, 2] - rects[:, 0] + 1)
-        local = np.einsum("nij,npj->npi", rotate_back, shapes - centres[:, None])
-        return pixels_per_unit[:, None, None] * local + (size - 1) / 2
-
     def _setup_texture_frame(self):
         """Triangulation, face mask and the barycentric map of the texture frame."""
         size = self.texture_size
         # the mean shape, upright as in a chip, scaled so that its whole face region fits
         # the texture frame with a 2-pixel border (dlib's chips cut the chin)
-        points = self._in_chip(self.mean_shape_[None] * 1000.0, size)[0]
+        points = chip_landmarks(self.mean_shape_[None] * 1000.0, size)[0]
         low, high = points.min(axis=0), points.max(axis=0)
         scale = (size - 5) / (high - low).max()
         self.mean_texture_points_ = (points - (low + high) / 2) * scale + (size - 1) / 2
@@ -301,30 +302,34 @@ class FaceSpace:
     # ---------------------------------------------------------------- warping
     def _warp_to_mean(self, images: list[np.ndarray], landmarks: np.ndarray,
                       channels: int) -> np.ndarray:
-        """Shape-free textures (N, D, channels): each image sampled at the points that the
-        piecewise-affine warp sends to the mask pixels of the mean shape."""
-        corners = landmarks[:, self.triangles_[self._pixel_triangle]]  # (N, D, 3, 2)
-        sources = np.einsum("ndkj,dk->ndj", corners, self._pixel_barycentric)
-        same_size = len({im.shape for im in images}) == 1
-        groups = [(list(range(len(images))))] if same_size else [[i] for i in
-                                                                  range(len(images))]
-        out = [None] * len(images)
-        for group in groups:
-            batch = np.stack([images[i] for i in group])
-            if batch.ndim == 3:
-                batch = batch[..., None]
-            tensor = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
-            height, width = batch.shape[1:3]
-            grid = torch.from_numpy(sources[group]).float()
-            grid = torch.stack([2 * grid[..., 0] / (width - 1) - 1,
-                                2 * grid[..., 1] / (height - 1) - 1], dim=-1)
-            sampled = F.grid_sample(tensor, grid[:, None], mode="bilinear",
-                                    padding_mode="border", align_corners=True)
-            sampled = sampled[:, :, 0].permute(0, 2, 1).numpy()  # (n, D, C)
-            for i, texture in zip(group, sampled):
-                out[i] = texture
-        return np.stack([_match_channels(texture, channels) for texture in out]
-                        ).astype(np.float64)
+        """Shape-free textures (N, D, channels), float32: each image sampled at the points
+        that the piecewise-affine warp sends to the mask pixels of the mean shape. Those
+        points are a fixed linear combination of the landmarks (barycentric weights)."""
+        weights = np.zeros((len(self._pixel_triangle), landmarks.shape[1]))
+        corners = self.triangles_[self._pixel_triangle]  # (D, 3) landmark indices
+        np.put_along_axis(weights, corners, self._pixel_barycentric, axis=1)
+        weights = torch.from_numpy(weights)
+        out = np.empty((len(images), weights.shape[0], channels), dtype=np.float32)
+        by_size = {}
+        for index, image in enumerate(images):
+            by_size.setdefault(image.shape, []).append(index)
+        for shape, indices in by_size.items():
+            height, width = shape[:2]
+            for start in range(0, len(indices), 128):
+                group = indices[start:start + 128]
+                batch = np.stack([images[i] for i in group])
+                if batch.ndim == 3:
+                    batch = batch[..., None]
+                tensor = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+                sources = weights @ torch.from_numpy(landmarks[group])  # (n, D, 2)
+                scale = torch.tensor([2 / (width - 1), 2 / (height - 1)], dtype=torch.float64)
+                grid = (sources * scale - 1).float()[:, None]
+                sampled = F.grid_sample(tensor, grid, mode="bilinear", padding_mode="border",
+                                        align_corners=True)
+                sampled = sampled[:, :, 0].permute(0, 2, 1).numpy()  # (n, D, C)
+                for i, texture in zip(group, sampled):
+                    out[i] = _match_channels(texture, channels)
+        return out
 
     def _render(self, texture_images: torch.Tensor, target: np.ndarray,
                 size: int) -> torch.Tensor:
@@ -414,7 +419,7 @@ class FaceSpace:
                                                       self.n_shape, "shape")
         self._setup_texture_frame()
         textures = self._warp_to_mean(images, points, channels.pop())  # (N, D, C)
-        flat = textures.reshape(n_faces, -1)
+        flat = textures.reshape(n_faces, -1).astype(np.float64)
         mean_texture = flat.mean(axis=0)
         (self.appearance_components_, self.appearance_eigenvalues_,
          self.appearance_explained_variance_ratio_) = _pca(flat - mean_texture,
@@ -447,7 +452,11 @@ class FaceSpace:
         points = _landmark_array(landmarks, len(images))
         shape = self.shape_params(points)
         texture = self._warp_to_mean(images, points, self.n_channels).reshape(len(images), -1)
-        appearance = (texture - self.mean_texture_.reshape(-1)) @ self.appearance_components_.T
+        mean = self.mean_texture_.reshape(-1).astype(np.float32)
+        components = self.appearance_components_.T.astype(np.float32)
+        appearance = np.concatenate([  # in chunks: a float64 copy of all textures is large
+            (texture[start:start + 256] - mean) @ components
+            for start in range(0, len(texture), 256)]).astype(np.float64)
         return np.concatenate([shape, appearance], axis=1)
 
     # ---------------------------------------------------------------- synthesis
@@ -459,7 +468,7 @@ class FaceSpace:
         vectors = self.shape_mean_ + shape_params @ self.shape_components_
         # model shapes have unit norm; dlib's alignment is scale-equivariant, so any
         # scale would do, and pixel-like units keep its arithmetic well conditioned
-        return self._in_chip(vectors.reshape(len(vectors), -1, 2) * 1000.0, size)
+        return chip_landmarks(vectors.reshape(len(vectors), -1, 2) * 1000.0, size)
 
     def texture_vectors(self, appearance_params) -> np.ndarray:
         """Shape-free textures (N, D, C) of appearance parameters (not clipped)."""

@@ -5,7 +5,7 @@ import pytest
 from skimage import io
 
 from facelin.datasets import (Nuisance, identity_set, lfw_subset, load_face_folder,
-                              load_lfw)
+                              load_faces, load_lfw)
 from facelin.facespace import FaceSpace
 
 PEOPLE = {"Ada_Lovelace": 3, "Alan_Turing": 2, "Grace_Hopper": 1}
@@ -236,3 +236,16 @@ def test_identity_set_bad_input(space):
         identity_set(space, 2, 2, nuisance=-1)
     with pytest.raises(ValueError, match="Nuisance.noise"):
         Nuisance(noise=float("nan"))
+
+
+def test_load_faces_landmarks_a_folder_and_records_faceless_images(tmp_path):
+    from facelin.faces import upsampled_lfw
+    (tmp_path / "person").mkdir()
+    for k, image in enumerate(upsampled_lfw([0, 1, 2], factor=6)):
+        io.imsave(tmp_path / "person" / f"face_{k}.png", image, check_contrast=False)
+    write_image(tmp_path / "person" / "noise.png", 0, rgb=False)
+    faces = load_faces(tmp_path)
+    assert faces.landmarks.shape == (len(faces), 68, 2)
+    assert any("no face" in r["reason"] and "noise.png" in r["reason"] for r in faces.rejected)
+    assert len(faces) + 1 == 4
+    assert load_faces("lfw_subset").landmarks.shape == (100, 68, 2)
