@@ -182,6 +182,8 @@ def landmarks(images, n_points: int = 68, boxes=None, upsample: int = 1) -> np.n
     """
     if n_points not in (5, 68):
         raise ValueError(f"n_points: dlib has 68- and 5-point predictors, got {n_points}")
+    if int(upsample) != upsample or upsample < 0:
+        raise ValueError(f"upsample: a whole number >= 0, got {upsample}")
     images = _image_list(images)
     import dlib
     if boxes is None:
