@@ -269,7 +269,7 @@ print(f"appearance rms error {np.sqrt((error[:, 25:] ** 2).mean()):.3f} SD, medi
 # `FACE_SOURCE` above.
 
 # %%
-crop = data.lfw_subset()[n_train] if FACE_SOURCE == "lfw_subset" else None
+crop = data.lfw_subset()[face_set.indices[n_train]] if FACE_SOURCE == "lfw_subset" else None
 panels = ([crop] if crop is not None else []) + [originals[0], reconstructions[0]]
 show_grid(panels, 1, len(panels), size=2.2,
           titles=(["source 25x25"] if crop is not None else []) + ["chip", "50-d"]);
