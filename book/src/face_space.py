@@ -120,9 +120,10 @@ axes[1].set_title("blue: the 150x150 chip", fontsize=9);
 # ## The first axes
 #
 # Each row moves one parameter from -3 to +3 standard deviations (the square root of its
-# eigenvalue) with all others at zero. The first shape axes mix head shape with residual
-# pose that alignment cannot remove (yaw, pitch); the first appearance axes are lighting
-# and overall skin tone, as in most appearance models of uncontrolled photographs.
+# eigenvalue) with all others at zero. The first shape axes mix head shape with expression
+# (the mouth opening) and residual pose that alignment cannot remove (yaw, pitch); the first
+# appearance axes are lighting and overall skin tone, as in most appearance models of
+# uncontrolled photographs.
 
 # %%
 steps = np.array([-3, -1.5, 0, 1.5, 3])
