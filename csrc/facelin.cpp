@@ -18,6 +18,14 @@ TORCH_LIBRARY(facelin, m) {
   m.def("cuda_built() -> bool");
   // gram (M, M), subsets (batch, s) int64 -> (batch, s, s): gram[subsets[b, i], subsets[b, j]].
   m.def("gather_gram(Tensor gram, Tensor subsets) -> Tensor");
+
+  // facelin.extract: activation gathering.
+  // layer (N, C, H, W) or (N, F), any strides, float16/bfloat16/float32/float64; index int64
+  // (U,) on the layer's device: flat units of C*H*W (pooling "none") or channels (pooling "mean"
+  // or "max" over H*W). Writes out[row0 + n, col0 + u], converted to out's dtype,
+  // in place; out lives on the layer's device or, for a CUDA layer, in (pinned) host memory.
+  m.def("gather_units(Tensor layer, Tensor index, str pooling, Tensor(a!) out, int row0, "
+        "int col0) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(facelin, CompositeExplicitAutograd, m) {
