@@ -247,6 +247,7 @@ class _LayerRequest:
     module: torch.nn.Module
     selection: object
     pooling: str  # "none", "mean" or "max"
+    pool_explicit: bool  # pooling named for this layer (not one pool for all layers)
     shape: tuple = ()  # output shape without the batch dimension
     index: torch.Tensor | None = None
     columns: slice | None = None
@@ -385,13 +386,13 @@ class _Images:
             self.iterable = None
         elif isinstance(images, Iterable):
             self.array, self.count = None, None
-            self.iterable = images
+            self.iterable, self.peeked = images, None
             if iter(images) is images:  # a one-shot iterator: keep the batch we peek at
                 try:
-                    first = next(images)
+                    self.peeked = _as_batch(next(images))
                 except StopIteration:
                     raise ValueError("images is an empty iterable") from None
-                self.iterable = itertools.chain([first], images)
+                self.iterable = itertools.chain([self.peeked], images)
         else:
             raise TypeError(f"images must be a tensor, an array or an iterable of batches, "
                             f"got {type(images).__name__}")
@@ -409,6 +410,8 @@ class _Images:
 
     def first_image(self):
         """A (1, ...) batch of the first image, for learning the layers' shapes."""
+        if self.array is None and self.peeked is not None and self.peeked.shape[0] > 0:
+            return self.peeked[:1]
         for batch in self.batches():
             if batch.shape[0] > 0:
                 return batch[:1]
@@ -455,7 +458,8 @@ class _Recorder:
         self.requests = []
         for name, module in modules.items():
             pooling = _pooling_for(name, pool)
-            self.requests.append(_LayerRequest(name, module, units[name], pooling))
+            self.requests.append(_LayerRequest(name, module, units[name], pooling,
+                                               isinstance(pool, Mapping)))
         self.seed = seed
 
     def prepare(self, example):
@@ -525,6 +529,9 @@ class _Recorder:
                                 f"bfloat16, float32 and float64 outputs")
             r.shape = tuple(out.shape[1:])
             if r.pooling != "none" and out.dim() == 2:
+                if not r.pool_explicit:  # a pool for all layers leaves (N, F) layers as they are
+                    r.pooling = "none"
+                    continue
                 raise ValueError(f"layer {r.name!r} has output shape {tuple(out.shape)}: there "
                                  f"are no channels to pool (pool a (N, C, H, W) layer)")
         return order
