@@ -202,6 +202,23 @@ class ResponseStats:
         return _linear_fit(coef, self.rr, self.rt, self.mean_responses, self.mean_targets,
                            torch.diagonal(self.tt))
 
+    def fit_decoder_subsets(self, subsets, alpha: float = 0.0):
+        """Decoders from many subsets of units at once: T ~ R[:, S_b] @ coef[b] + intercept[b].
+
+        ``subsets`` is (batch, s) int64 column indices. Returns ``(coef, intercept)`` of
+        shapes (batch, s, P) and (batch, P); the streaming counterpart of
+        :func:`facelin.linalg.subset_lstsq` on the stored responses (each subset's normal
+        equations are gathered from ``rr`` and solved in the compiled core).
+        """
+        if self.rr is None:
+            raise ValueError("fit_decoder_subsets needs the responses' Gram matrix; record "
+                             "the statistics with response_gram=True")
+        subsets = torch.as_tensor(subsets, dtype=torch.int64)
+        coef = _solve_subsets(self.rr, self.rt, subsets, alpha, "responses' (decoder)")
+        intercept = self.mean_targets - torch.einsum("bs,bsk->bk",
+                                                     self.mean_responses[subsets], coef)
+        return coef, intercept
+
 
 def _linear_fit(coef, gram, cross, mean_inputs, mean_outputs, ss_outputs) -> LinearFit:
     """Intercept and training R^2 of centred coefficients, from the moments alone.
@@ -215,16 +232,31 @@ def _linear_fit(coef, gram, cross, mean_inputs, mean_outputs, ss_outputs) -> Lin
 
 
 def _solve_normal_equations(gram, cross, alpha, what):
-    if alpha < 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha}")
-    system = gram + alpha * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
-    factor, info = torch.linalg.cholesky_ex(system)
-    if int(info) != 0:
+    """Solve (gram + alpha I) coef = cross with facelin's subset solver (one subset: all)."""
+    coef = _solve_subsets(gram, cross, torch.arange(gram.shape[0])[None], alpha, what)
+    return coef[0]
+
+
+def _solve_subsets(gram, cross, subsets, alpha, what):
+    if not isinstance(alpha, (int, float)) or alpha < 0:
+        raise ValueError(f"alpha must be a number >= 0, got {alpha!r}")
+    subsets = torch.as_tensor(subsets, dtype=torch.int64)
+    if subsets.dim() != 2 or subsets.shape[1] == 0:
+        raise ValueError(f"subsets must be (batch, s) with s >= 1, got shape "
+                         f"{tuple(subsets.shape)}")
+    lo, hi = int(subsets.min()), int(subsets.max())
+    if lo < 0 or hi >= gram.shape[0]:
+        raise IndexError(f"subsets hold indices in [{lo}, {hi}] but there are "
+                         f"{gram.shape[0]} inputs")
+    ridge = torch.full((subsets.shape[0],), float(alpha), dtype=torch.float64)
+    try:
+        return _ops.subset_solve(gram.contiguous(), cross.contiguous(), subsets.contiguous(),
+                                 ridge)
+    except RuntimeError as err:
         raise ValueError(
-            f"the {what} centred Gram matrix ({gram.shape[0]} x {gram.shape[0]}) is singular "
-            f"or not positive definite (leading minor {int(info)}): too few images for the "
-            f"number of inputs, or constant / collinear inputs; pass alpha > 0")
-    return torch.cholesky_solve(cross, factor)
+            f"the {what} centred Gram matrix is singular to working precision: too few "
+            f"images for the number of inputs, or constant / collinear inputs; pass "
+            f"alpha > 0 ({err})") from None
 
 
 # --------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from facelin import _ops, extract
+from facelin import _ops, extract, linalg
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 
@@ -403,14 +403,9 @@ class Offset(nn.Module):
 
 
 def stored_fit(inputs, outputs, alpha=0.0):
-    """Least squares (ridge) on stored, centred data: the reference path."""
+    """The store-then-fit path: facelin.linalg.lstsq on the stored, centred data."""
     mi, mo = inputs.mean(0), outputs.mean(0)
-    xi, xo = inputs - mi, outputs - mo
-    if alpha:
-        p = xi.shape[1]
-        xi = torch.cat([xi, alpha ** 0.5 * torch.eye(p, dtype=xi.dtype)])
-        xo = torch.cat([xo, torch.zeros(p, xo.shape[1], dtype=xo.dtype)])
-    coef = torch.linalg.lstsq(xi, xo, driver="gelsd").solution
+    coef = linalg.lstsq(inputs - mi, outputs - mo, ridge=alpha)
     resid = (outputs - mo) - (inputs - mi) @ coef
     r2 = 1 - (resid ** 2).sum(0) / ((outputs - mo) ** 2).sum(0)
     return coef, mo - mi @ coef, r2
@@ -438,6 +433,12 @@ def test_streaming_fits_equal_stored_fits():
     for alpha in (0.0, 3.0):
         assert_fit_equal(stats.fit_encoder(alpha), *stored_fit(targets, r, alpha))
         assert_fit_equal(stats.fit_decoder(alpha), *stored_fit(r, targets, alpha))
+    subsets = torch.stack([torch.randperm(stats.rr.shape[0])[:9] for _ in range(6)])
+    coef, intercept = stats.fit_decoder_subsets(subsets, alpha=0.5)
+    want_coef, want_intercept = linalg.subset_lstsq(r, targets, subsets, ridge=0.5,
+                                                    return_intercept=True)
+    torch.testing.assert_close(coef, want_coef, rtol=1e-9, atol=1e-9 * want_coef.abs().max())
+    torch.testing.assert_close(intercept, want_intercept, rtol=1e-9, atol=1e-9)
     lean = extract.record_stats(model, x.split(7), units, targets, progress=False,
                                 response_gram=False)
     assert lean.rr is None
