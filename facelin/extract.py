@@ -24,6 +24,7 @@ of a convolutional layer becomes one unit and the selection picks channels.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import itertools
 import zlib
@@ -470,6 +471,17 @@ class _Images:
 # The recorder: hooks that call the gather op
 
 
+@contextlib.contextmanager
+def _eval_mode(model):
+    """Eval mode (batch norm and dropout as in inference) and the caller's mode after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 class _Recorder:
     """Validates a unit selection, learns the layers' shapes and runs hooked forward passes."""
 
@@ -484,7 +496,12 @@ class _Recorder:
             if extra:
                 raise KeyError(f"pool names layers that are not recorded: {sorted(extra)}")
         self.model = model
-        self.device = torch.device(device) if device is not None else _model_device(model)
+        self.device = _model_device(model)
+        if device is not None and torch.device(device) != self.device:
+            wanted = torch.device(device)
+            if not (wanted.type == self.device.type and wanted.index is None):
+                raise ValueError(f"device={wanted} but the model's parameters are on "
+                                 f"{self.device}; move the model first (model.to({str(wanted)!r}))")
         self.input_dtype = _model_float_dtype(model)
         modules = _find_modules(model, units)
         self.requests = []
@@ -532,15 +549,15 @@ class _Recorder:
         x = self._to_input(example[:1])
         handles = [r.module.register_forward_hook(make_hook(r)) for r in self.requests]
         try:
-            try:
-                with torch.inference_mode(), FakeTensorMode(allow_non_fake_inputs=True) as mode:
-                    self.model(mode.from_tensor(x))
-            except _AmbiguousLayer:
-                raise
-            except Exception:  # the model cannot run on fake tensors: one real image
-                seen.clear()
-                order.clear()
-                with torch.inference_mode():
+            with _eval_mode(self.model), torch.inference_mode():
+                try:
+                    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+                        self.model(mode.from_tensor(x))
+                except _AmbiguousLayer:
+                    raise
+                except Exception:  # the model cannot run on fake tensors: one real image
+                    seen.clear()
+                    order.clear()
                     self.model(x)
         finally:
             for h in handles:
@@ -583,6 +600,10 @@ class _Recorder:
 
             def hook(module, inputs, output):
                 out, row0 = state["out"], state["row0"]
+                if request.name in state["fired"]:
+                    raise _AmbiguousLayer(f"layer {request.name!r} ran twice in one forward "
+                                          f"pass; its output is ambiguous")
+                state["fired"].add(request.name)
                 if output.shape[1:] != request.shape:
                     raise RuntimeError(f"layer {request.name!r} output shape changed from "
                                        f"{request.shape} to {tuple(output.shape[1:])}")
@@ -593,16 +614,15 @@ class _Recorder:
             return hook
 
         handles = [r.module.register_forward_hook(make_hook(r)) for r in self.requests]
-        was_training = self.model.training
-        self.model.eval()
         try:
-            with torch.inference_mode():
+            with _eval_mode(self.model), torch.inference_mode():
                 with tqdm(total=images.n_batches(), desc=desc, disable=not progress,
                           unit="batch") as bar:
                     for batch in images.batches():
                         if batch.shape[0] == 0:
                             continue
                         state["out"], state["row0"] = out_for_batch(batch.shape[0])
+                        state["fired"] = set()
                         try:
                             self.model(self._to_input(batch))
                         except _StopForward:
@@ -612,7 +632,6 @@ class _Recorder:
         finally:
             for h in handles:
                 h.remove()
-            self.model.train(was_training)
 
 
 def _check_out_dtype(out_dtype):

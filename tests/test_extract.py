@@ -242,6 +242,22 @@ def test_record_equals_hook_clone_index(device, model_dtype, out_dtype, pool):
     assert len(selections["conv1"][0]) == (6 if pool else 6 * 12 * 12)
 
 
+@pytest.mark.cuda
+def test_record_cuda_model_into_pinned_host_matrix():
+    torch.backends.cudnn.allow_tf32 = False
+    model = TinyNet().cuda()
+    x = images()
+    got = extract.record(model, x, SPEC, batch_size=5, progress=False)
+    assert got.values.device.type == "cpu" and got.values.is_pinned()
+    on_gpu = extract.record(model, x.cuda(), SPEC, batch_size=5, progress=False,
+                            out_device="cuda")
+    assert torch.equal(got.values, on_gpu.values.cpu())
+    stats = extract.record_stats(model, x, SPEC, torch.randn(23, 2), batch_size=5,
+                                 progress=False)
+    r = got.values.double()
+    torch.testing.assert_close(stats.mean_responses, r.mean(0), rtol=1e-12, atol=1e-12)
+
+
 def test_record_stops_after_last_requested_layer():
     model = TinyNet()
     pool_calls = []
@@ -357,6 +373,7 @@ class PairOut(nn.Module):
         (TinyNet(), {"fc": 2}, {"pool": {"relu2": "mean"}}, KeyError, "not recorded"),
         (TinyNet(), {"fc": 2}, {"out_dtype": torch.int32}, TypeError, "out_dtype"),
         (TinyNet(), {"fc": 2}, {"batch_size": 0}, ValueError, "batch_size"),
+        (TinyNet(), {"fc": 2}, {"device": "cuda"}, ValueError, "move the model first"),
         (Shared(), {"act": 2}, {}, RuntimeError, "runs more than once"),
         (PairOut(), {"": 2}, {}, KeyError, "unknown layer ''"),
         (PairOut(), {"pair": 2}, {}, TypeError, "returns tuple, not a tensor"),
@@ -380,10 +397,70 @@ def test_record_reports_non_finite_responses():
         extract.record(TinyNet(), x[:0], {"conv1": "all"}, progress=False)
 
 
-def test_record_restores_training_mode():
-    model = TinyNet().train()
-    extract.record(model, images(), {"fc": 2}, progress=False)
-    assert model.training
+def test_record_runs_in_eval_mode_and_restores_training_mode():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).train()
+    before = model[1].running_mean.clone()
+    got = extract.record(model, images(), {"2": "all"}, progress=False)
+    assert model.training and torch.equal(model[1].running_mean, before)
+    with torch.no_grad():
+        expected = model.eval()(images()).flatten(1)
+    assert torch.equal(got.values, expected)
+
+
+# ----------------------------------------------------------------------------------------
+# dlib's face-recognition ResNet
+
+
+@pytest.fixture(scope="module")
+def dlib_resnet():
+    from facelin.models import load_dlib_resnet
+
+    return load_dlib_resnet()
+
+
+def flat_index(units, shape):
+    if len(shape) == 1 or units.pooling[0] != "none":
+        return torch.as_tensor(units.channel)
+    _, h, w = shape
+    return torch.as_tensor(units.channel * h * w + units.y * w + units.x)
+
+
+@pytest.mark.parametrize("pool", [None, "mean", "max"])
+def test_record_on_dlib_resnet_equals_hook_clone_index(dlib_resnet, pool):
+    chips = torch.randint(0, 256, (5, 3, 150, 150), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(2))
+    units = {"stem.relu": 7 if pool else 300, "stage2.block1.relu": "all",
+             "stage4.block2.relu1": torch.tensor([255, 3, 3, 100]), "pool": "all",
+             "descriptor": 16}
+    got = extract.record(dlib_resnet, chips, units, batch_size=3, pool=pool, progress=False)
+    shapes = dlib_resnet.unit_counts()
+    selections = {name: (flat_index(got.units[cols], shapes[name]),
+                         str(got.units[cols].pooling[0]))
+                  for name, cols in got.layers.items()}
+    expected = torch.cat([reference(dlib_resnet, part, selections, torch.float32)
+                          for part in (chips[:3], chips[3:])])
+    assert got.values.shape == (5, len(got.units))
+    assert len(got.units) == (7 if pool else 300) + (64 if pool else 64 * 17 * 17) + 4 + 256 + 16
+    if pool == "mean":
+        torch.testing.assert_close(got.values, expected, rtol=1e-6, atol=1e-7)
+        # The float32 mean of float64 sums equals the float32 rounding of the exact mean:
+        # compare the pooled block exactly with a float64 reference.
+        pooled = got.layers["stage2.block1.relu"]
+        assert torch.equal(got.values[:, pooled], expected[:, pooled])
+    else:
+        assert torch.equal(got.values, expected)
+
+
+def test_record_on_dlib_resnet_stops_after_the_last_layer(dlib_resnet):
+    pool_calls = []
+    hook = dlib_resnet.pool.register_forward_pre_hook(
+        lambda m, args: pool_calls.append(args[0].shape[0]))
+    try:
+        got = extract.record(dlib_resnet, torch.zeros(2, 3, 150, 150), {"stem.relu": 3,
+                             "stage3.block1.relu": 5}, progress=False)
+    finally:
+        hook.remove()
+    assert 2 not in pool_calls and got.values.shape == (2, 8)  # (1: the shape probe)
 
 
 # ----------------------------------------------------------------------------------------

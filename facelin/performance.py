@@ -1,0 +1,121 @@
+"""Run facelin's benchmark scripts and show their tables (the book's "Performance" page).
+
+Every script in ``benchmarks/`` prints a side-by-side table measured in one run and, with
+``--json PATH``, writes it as ``{"benchmark", "machine", "rows": [...]}``, each row with a
+label and one or more ``ratio_*`` columns. :func:`run_benchmarks` runs the scripts found
+in small sizes, :func:`markdown_table` and :func:`plot_ratios` show the results.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+__all__ = ["QUICK_ARGUMENTS", "machine", "run_benchmarks", "markdown_table", "plot_ratios",
+           "gram_memory_gib"]
+
+# Small sizes for each script: "--quick" where the script has it, else its own arguments.
+QUICK_ARGUMENTS = {
+    "bench_extract.py": ["--quick"],
+    "bench_linalg.py": ["--quick"],
+    "bench_facespace.py": ["--quick"],
+    "bench_dlib.py": ["--chips", "64", "--repeats", "1"],
+}
+
+
+def machine() -> str:
+    """CPU model, logical CPUs, torch threads, and the GPU when there is one."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            name = next(line.split(":", 1)[1].strip() for line in cpuinfo
+                        if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    text = (f"{name}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with "
+            f"{torch.get_num_threads()} threads")
+    if torch.cuda.is_available():
+        text += f"; GPU: {torch.cuda.get_device_name()}"
+    return text
+
+
+def run_benchmarks(folder, out_dir, names=None, timeout=600) -> dict:
+    """Run each benchmark script of ``folder`` found in ``names`` (default: those of
+    :data:`QUICK_ARGUMENTS`) with its quick arguments; returns name -> JSON table, with
+    the wall time of the run (``"wall_s"``) and its printed table (``"stdout"``) added.
+
+    A script that fails raises RuntimeError with the end of its error output.
+    """
+    folder, out_dir = Path(folder), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables = {}
+    for name in names or QUICK_ARGUMENTS:
+        script = folder / name
+        if not script.is_file():
+            continue
+        out = out_dir / (script.stem + ".json")
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, str(script), *QUICK_ARGUMENTS.get(name, []),
+                               "--json", str(out)], capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{name} failed (exit {done.returncode}):\n"
+                               f"{done.stderr[-3000:]}")
+        table = json.loads(out.read_text())
+        table["wall_s"] = time.perf_counter() - start
+        table["stdout"] = done.stdout
+        tables[script.stem] = table
+    return tables
+
+
+def _label_key(row):
+    return next(k for k, v in row.items() if isinstance(v, str))
+
+
+def markdown_table(table, columns=None) -> str:
+    """A benchmark's rows as a Markdown table (all columns, or the ones named)."""
+    rows = table["rows"]
+    columns = columns or [k for k in rows[0] if k != "key"]
+
+    def cell(value):
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+        return "" if value is None else str(value)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def plot_ratios(tables, ax_width=5.0):
+    """One horizontal bar chart per benchmark, of its ``ratio_*`` column (1 = reference)."""
+    import matplotlib.pyplot as plt
+
+    tables = {name: t for name, t in tables.items()
+              if any(k.startswith("ratio") for k in t["rows"][0])}
+    fig, axes = plt.subplots(1, len(tables), figsize=(ax_width * len(tables), 3.2),
+                             squeeze=False)
+    for ax, (name, table) in zip(axes[0], tables.items()):
+        rows = table["rows"]
+        ratio = next(k for k in rows[0] if k.startswith("ratio"))
+        label = _label_key(rows[0])
+        names = [row[label] for row in rows][::-1]
+        values = [row[ratio] for row in rows][::-1]
+        ax.barh(range(len(rows)), values, color="tab:blue")
+        ax.axvline(1.0, color="black", lw=0.8)
+        ax.set_yticks(range(len(rows)), [n if len(n) < 40 else n[:37] + "..." for n in names],
+                      fontsize=8)
+        ax.set_xlabel(ratio.replace("_", " "))
+        ax.set_title(name, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def gram_memory_gib(units) -> float:
+    """Memory of the float64 response Gram matrix R^T R that streaming keeps for decoders."""
+    return 8.0 * units * units / 2**30
