@@ -2,7 +2,7 @@
 
 dlib's face-recognition ResNet (`facelin.models.load_dlib_resnet`), random 150x150 chips,
 all 29 ReLU layers with 10,000 units sampled in total, plus the pooled (256-d) and
-descriptor (128-d) layers. Rows, each in a fresh process:
+descriptor (128-d) layers. Rows:
 
 - bare forward pass (nothing recorded): the floor;
 - ``facelin.extract.record``: forward hooks call the compiled gather op, which writes the
@@ -13,17 +13,19 @@ descriptor (128-d) layers. Rows, each in a fresh process:
 - a torch.fx-traced sub-graph returning the chosen layers (what torchvision's
   ``create_feature_extractor`` builds), indexed every batch, blocks concatenated.
 
-Time: every method runs once per round, rounds interleaved in one process (so a change
-in the machine's load falls on all alike), after a one-batch warm-up; the table gives the
-median seconds and the median ratio to the bare forward pass of the same round
-(``--rounds``, default 1; ``--quick``: 128 chips, 3 rounds). Peak memory: one pass of
-each method in its own fresh process, the process's peak resident set size
-(``getrusage`` ru_maxrss) minus its resident set size just before the method starts
+Time: every method makes one pass over ``--time-faces`` chips (256) per round, rounds
+interleaved in one process (so a change in the machine's load falls on all alike), after
+a one-batch warm-up; the table gives the median seconds and the median ratio to the bare
+forward pass of the same round (``--rounds``, 5). Peak memory: one pass of each method
+over ``--faces`` chips (2,000) in its own fresh process, the process's peak resident set
+size (``getrusage`` ru_maxrss) minus its resident set size just before the method starts
 (model, chips and indices already in memory). Every method's response
 matrix is checked equal, element for element, to record's.
 
     python benchmarks/bench_extract.py [--faces 2000] [--units 10000] [--batch 64]
-                                       [--rounds 1] [--quick] [--json PATH]
+                                       [--time-faces 256] [--rounds 5] [--quick]
+                                       [--json PATH]
+    --quick: 128 chips for both, 3 rounds.
 """
 import argparse
 import json
@@ -228,14 +230,18 @@ def main():
     parser.add_argument("--faces", type=int, default=2000)
     parser.add_argument("--units", type=int, default=10000)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=1,
+    parser.add_argument("--time-faces", type=int, default=256,
+                        help="faces of each timed pass")
+    parser.add_argument("--rounds", type=int, default=5,
                         help="timed passes of every method, interleaved")
-    parser.add_argument("--quick", action="store_true", help="128 faces, 3 rounds")
+    parser.add_argument("--quick", action="store_true",
+                        help="128 faces, timed in 3 rounds")
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument("--worker", choices=list(RUNNERS), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    faces, rounds = (128, 3) if args.quick else (args.faces, args.rounds)
+    faces, time_faces, rounds = ((128, 128, 3) if args.quick else
+                                 (args.faces, min(args.time_faces, args.faces), args.rounds))
     if args.worker:
         memory_worker(args.worker, faces, args.units, args.batch, args.out)
         return
@@ -256,21 +262,22 @@ def main():
         for method in ("hooks_clone", "fx_subgraph"):
             rows[method]["equal_to_record"] = bool(
                 np.array_equal(np.load(rows[method]["path"]), reference))
-    seconds = time_methods(faces, args.units, args.batch, rounds)
+    seconds = time_methods(time_faces, args.units, args.batch, rounds)
 
     table = []
     for method, label in METHODS.items():
         ratios = [t / f for t, f in zip(seconds[method], seconds["forward"])]
         table.append({"method": label, "key": method, "faces": faces,
-                      "units": rows[method]["units"],
+                      "time_faces": time_faces, "units": rows[method]["units"],
                       "seconds": round(float(np.median(seconds[method])), 3),
                       "ratio_to_forward": round(float(np.median(ratios)), 3),
                       "peak_mb": round(rows[method]["peak_mb"], 1),
                       "equal_to_record": rows[method].get("equal_to_record")})
-    print(f"Recording dlib ResNet responses: {faces} chips, batch {args.batch}, on {machine()}")
-    print(f"seconds: median of {rounds} interleaved pass(es); x forward: median ratio to the "
-          f"bare forward pass of the same round")
-    print("peak MB: peak RSS minus RSS before the method, each method in a fresh process")
+    print(f"Recording dlib ResNet responses, batch {args.batch}, on {machine()}")
+    print(f"seconds: a pass over {time_faces} chips, median of {rounds} interleaved rounds; "
+          f"x forward: median ratio to the bare forward pass of the same round")
+    print(f"peak MB: one pass over {faces} chips, peak RSS minus RSS before the method, "
+          f"each method in a fresh process")
     header = (f"{'method':<56} {'units':>6} {'seconds':>8} {'x forward':>9} {'peak MB':>8} "
               f"{'= record':>8}")
     print(header)
@@ -283,7 +290,7 @@ def main():
     if args.json:
         with open(args.json, "w") as out:
             json.dump({"benchmark": "extract_record", "machine": machine(), "faces": faces,
-                       "batch": args.batch, "rounds": rounds,
+                       "time_faces": time_faces, "batch": args.batch, "rounds": rounds,
                        "memory": "peak RSS (getrusage) minus RSS before the method, fresh "
                        "process per method", "rows": table}, out, indent=2)
 

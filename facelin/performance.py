@@ -18,14 +18,14 @@ from pathlib import Path
 import torch
 
 __all__ = ["QUICK_ARGUMENTS", "machine", "run_benchmarks", "markdown_table", "plot_ratios",
-           "gram_memory_gib"]
+           "plot_column", "gram_memory_gib"]
 
 # Small sizes for each script: "--quick" where the script has it, else its own arguments.
 QUICK_ARGUMENTS = {
     "bench_extract.py": ["--quick"],
     "bench_linalg.py": ["--quick"],
     "bench_facespace.py": ["--quick"],
-    "bench_dlib.py": ["--chips", "64", "--repeats", "1"],
+    "bench_dlib.py": ["--chips", "32", "--repeats", "1"],
 }
 
 
@@ -92,8 +92,24 @@ def markdown_table(table, columns=None) -> str:
     return "\n".join(lines)
 
 
-def plot_ratios(tables, ax_width=5.0):
-    """One horizontal bar chart per benchmark, of its ``ratio_*`` column (1 = reference)."""
+def _bars(ax, table, column, xlabel, log=False):
+    rows = [row for row in table["rows"] if row.get(column) is not None]
+    label = _label_key(rows[0])
+    names = [row[label] for row in rows][::-1]
+    ax.barh(range(len(rows)), [row[column] for row in rows][::-1], color="tab:blue")
+    ax.set_yticks(range(len(rows)), [n if len(n) < 40 else n[:37] + "..." for n in names],
+                  fontsize=8)
+    ax.set_xlabel(xlabel)
+    if log:
+        ax.set_xscale("log")
+
+
+def plot_ratios(tables, xlabels=None, ax_width=5.0):
+    """One horizontal bar chart per benchmark, of its ``ratio_*`` column (1 = reference).
+
+    ``xlabels`` maps a benchmark's name to its axis label (say which way is better);
+    by default the column's name.
+    """
     import matplotlib.pyplot as plt
 
     tables = {name: t for name, t in tables.items()
@@ -101,17 +117,21 @@ def plot_ratios(tables, ax_width=5.0):
     fig, axes = plt.subplots(1, len(tables), figsize=(ax_width * len(tables), 3.2),
                              squeeze=False)
     for ax, (name, table) in zip(axes[0], tables.items()):
-        rows = table["rows"]
-        ratio = next(k for k in rows[0] if k.startswith("ratio"))
-        label = _label_key(rows[0])
-        names = [row[label] for row in rows][::-1]
-        values = [row[ratio] for row in rows][::-1]
-        ax.barh(range(len(rows)), values, color="tab:blue")
+        ratio = next(k for k in table["rows"][0] if k.startswith("ratio"))
+        _bars(ax, table, ratio, (xlabels or {}).get(name, ratio.replace("_", " ")))
         ax.axvline(1.0, color="black", lw=0.8)
-        ax.set_yticks(range(len(rows)), [n if len(n) < 40 else n[:37] + "..." for n in names],
-                      fontsize=8)
-        ax.set_xlabel(ratio.replace("_", " "))
         ax.set_title(name, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_column(table, column, xlabel, log=False):
+    """One benchmark's column (for example peak memory) as a horizontal bar chart."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    _bars(ax, table, column, xlabel, log)
+    ax.set_title(table["benchmark"], fontsize=10)
     fig.tight_layout()
     return fig
 

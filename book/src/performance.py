@@ -8,7 +8,7 @@
 # measure, as ratios measured side by side in one run.
 #
 # The scripts run here in their **quick sizes** (small inputs: 128 faces instead of
-# 2,000 for the recording benchmark, 64 chips for the descriptor benchmark), so that this
+# 2,000 for the recording benchmark, 32 chips for the descriptor benchmark), so that this
 # page executes in about a minute and a half. Their default sizes are the ones quoted in
 # the text; run, for example, `python benchmarks/bench_extract.py` for the full table.
 # Absolute times depend on the machine and on whatever else it is doing, so the ratios
@@ -65,7 +65,14 @@ print("baselines equal to record, element for element:",
 # activations against 83 MB for the 10,384 recorded units.
 
 # %%
-fig = performance.plot_ratios(tables)
+fig = performance.plot_ratios(tables, xlabels={
+    "bench_extract": "time / bare forward pass (lower is better)",
+    "bench_dlib": "speed / dlib's (higher is better)"})
+plt.show()
+
+# %%
+fig = performance.plot_column(tables["bench_extract"], "peak_mb",
+                              "peak memory growth during the pass, MB (log scale)", log=True)
 plt.show()
 
 # %% [markdown]
