@@ -96,35 +96,41 @@ at::Tensor subset_solve_cpu(const at::Tensor& gram, const at::Tensor& cross,
   return out;
 }
 
-// Fused over one block of targets at a time: the scaled coefficients, the product with
-// M and the squared residuals stay in cache, and nothing of size alphas x n x k exists.
+// Fused over one block of targets at a time: one product of M with the block's
+// coefficients at every alpha side by side, then the squared residuals, all in cache;
+// nothing of size alphas x n x k exists.
 at::Tensor ridge_path_sse_cpu(const at::Tensor& M, const at::Tensor& Z, const at::Tensor& Y,
                               const at::Tensor& gains, const at::Tensor& row_scale) {
   linalg::check_ridge_path_args(M, Z, Y, gains, row_scale);
-  const int64_t n = M.size(0), k = Z.size(1), n_alpha = gains.size(0);
+  const int64_t n = M.size(0), r = M.size(1), k = Z.size(1), n_alpha = gains.size(0);
   auto sse = at::zeros({n_alpha, k}, M.options());
   if (sse.numel() == 0 || n == 0) return sse;
   const auto y = Y.contiguous();
   const auto rs = row_scale.contiguous();
   const bool scaled = rs.numel() > 0;
   const auto m_c = M.contiguous();
-  const auto g = gains.contiguous();
+  const auto g = gains.contiguous().view({n_alpha, r, 1});
   const double* y_ptr = y.data_ptr<double>();
   double* sse_ptr = sse.data_ptr<double>();
-  constexpr int64_t kBlock = 64;
-  const int64_t n_blocks = (k + kBlock - 1) / kBlock;
+  // Blocks wide enough for an efficient product, and enough of them for every thread.
+  const int64_t threads = at::get_num_threads();
+  const int64_t kb_max = std::clamp<int64_t>((k + 2 * threads - 1) / (2 * threads), 8, 128);
+  const int64_t n_blocks = (k + kb_max - 1) / kb_max;
   at::parallel_for(0, n_blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t blk = begin; blk < end; ++blk) {
-      const int64_t t0 = blk * kBlock, kb = std::min(kBlock, k - t0);
-      const auto z = Z.narrow(1, t0, kb);
+      const int64_t t0 = blk * kb_max, kb = std::min(kb_max, k - t0);
+      // (r, alphas * kb): column a * kb + t holds gains[a] * Z[:, t0 + t].
+      const auto coefs = (g * Z.narrow(1, t0, kb).unsqueeze(0)).permute({1, 0, 2})
+                             .reshape({r, n_alpha * kb});
+      const auto fitted = at::mm(m_c, coefs);
+      const double* f = fitted.data_ptr<double>();
+      const int64_t width = n_alpha * kb;
       for (int64_t a = 0; a < n_alpha; ++a) {
-        const auto fitted = at::mm(m_c, z * g.select(0, a).unsqueeze(1)).contiguous();
-        const double* f = fitted.data_ptr<double>();
         const double* scale = scaled ? rs.data_ptr<double>() + a * n : nullptr;
         double* acc = sse_ptr + a * k + t0;
         for (int64_t i = 0; i < n; ++i) {
           const double* yi = y_ptr + i * k + t0;
-          const double* fi = f + i * kb;
+          const double* fi = f + i * width + a * kb;
           const double w = scaled ? scale[i] * scale[i] : 1.0;
           for (int64_t t = 0; t < kb; ++t) {
             const double d = yi[t] - fi[t];
