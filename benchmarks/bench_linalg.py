@@ -8,6 +8,10 @@ accuracy figure and the target the ratio is held to. Float64 throughout.
 
 --quick shrinks every workload (a smoke run, ratios not comparable to the targets);
 --json also writes the table, with the machine's description, to PATH.
+
+OpenMP threads wait passively here (OMP_WAIT_POLICY=PASSIVE unless set otherwise): on a
+machine with few cores shared with other work, spinning threads otherwise make small
+LAPACK calls up to a hundred times slower, for every method alike.
 """
 from __future__ import annotations
 
@@ -18,10 +22,12 @@ import os
 import platform
 import time
 
-import numpy as np
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from facelin import linalg
+import numpy as np  # noqa: E402  (after the OpenMP setting)
+import torch  # noqa: E402
+
+from facelin import linalg  # noqa: E402
 
 F64 = torch.float64
 
@@ -36,7 +42,7 @@ def machine(device: torch.device) -> str:
     except (OSError, StopIteration):
         pass
     return (f"{model}, {os.cpu_count()} cores, torch {torch.__version__} with "
-            f"{torch.get_num_threads()} threads")
+            f"{torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
 
 
 def best_time(fn, repeats: int, device: torch.device) -> tuple[float, object]:

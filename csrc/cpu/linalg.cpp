@@ -5,7 +5,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <vector>
+#include <atomic>
 
 #include "../linalg.h"
 
@@ -17,6 +17,18 @@ namespace {
 
 // Columns of B converted to float64 per block, so that a float32 B is never copied whole.
 constexpr int64_t kCastBlock = 16384;
+
+// Runs task(i) for i in [0, count) on all threads, each taking the next task when it is
+// done with one: with other processes on the cores, a static split would leave every
+// thread waiting for the one that was descheduled.
+template <typename Task>
+void parallel_tasks(int64_t count, const Task& task) {
+  std::atomic<int64_t> next{0};
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), count);
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    for (int64_t i = next++; i < count; i = next++) task(i);
+  });
+}
 
 }  // namespace
 
@@ -49,12 +61,10 @@ at::Tensor lstsq_batched_cpu(const at::Tensor& A, const at::Tensor& B, const at:
   if (out.numel() == 0) return out.zero_();
   // One problem per task: its Gram, Cholesky and triangular solves stay in cache, and the
   // condition-dependent pass count is chosen per problem.
-  at::parallel_for(0, b, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const auto a = A.select(0, i).unsqueeze(0).to(at::kDouble);
-      const auto rhs = B.select(0, i).unsqueeze(0).to(at::kDouble);
-      out.select(0, i).copy_(linalg::solve_batch(a, rhs, ridge.narrow(0, i, 1)).squeeze(0));
-    }
+  parallel_tasks(b, [&](int64_t i) {
+    const auto a = A.select(0, i).unsqueeze(0).to(at::kDouble);
+    const auto rhs = B.select(0, i).unsqueeze(0).to(at::kDouble);
+    out.select(0, i).copy_(linalg::solve_batch(a, rhs, ridge.narrow(0, i, 1)).squeeze(0));
   });
   return out;
 }
@@ -83,15 +93,13 @@ at::Tensor subset_solve_cpu(const at::Tensor& gram, const at::Tensor& cross,
   // A few subsets per task: enough to amortise dispatch, few enough to stay in cache.
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(8, (1 << 20) / (s * s + 1)));
   const int64_t n_chunks = (b + chunk - 1) / chunk;
-  at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      const int64_t first = c * chunk, len = std::min(chunk, b - first);
-      const auto sub = idx.narrow(0, first, len);
-      auto grams = gather_gram_cpu(g, sub);
-      const auto rhs = cross.index_select(0, sub.reshape({-1})).view({len, s, k});
-      out.narrow(0, first, len)
-          .copy_(linalg::subset_cholesky_solve(grams, rhs, ridge.narrow(0, first, len), first));
-    }
+  parallel_tasks(n_chunks, [&](int64_t c) {
+    const int64_t first = c * chunk, len = std::min(chunk, b - first);
+    const auto sub = idx.narrow(0, first, len);
+    auto grams = gather_gram_cpu(g, sub);
+    const auto rhs = cross.index_select(0, sub.reshape({-1})).view({len, s, k});
+    out.narrow(0, first, len)
+        .copy_(linalg::subset_cholesky_solve(grams, rhs, ridge.narrow(0, first, len), first));
   });
   return out;
 }
@@ -116,8 +124,8 @@ at::Tensor ridge_path_sse_cpu(const at::Tensor& M, const at::Tensor& Z, const at
   const int64_t threads = at::get_num_threads();
   const int64_t kb_max = std::clamp<int64_t>((k + 2 * threads - 1) / (2 * threads), 8, 128);
   const int64_t n_blocks = (k + kb_max - 1) / kb_max;
-  at::parallel_for(0, n_blocks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t blk = begin; blk < end; ++blk) {
+  parallel_tasks(n_blocks, [&](int64_t blk) {
+    {
       const int64_t t0 = blk * kb_max, kb = std::min(kb_max, k - t0);
       // (r, alphas * kb): column a * kb + t holds gains[a] * Z[:, t0 + t].
       const auto coefs = (g * Z.narrow(1, t0, kb).unsqueeze(0)).permute({1, 0, 2})
