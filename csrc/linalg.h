@@ -36,6 +36,12 @@ inline at::Tensor batch_eye(int64_t b, int64_t p, const at::TensorOptions& opts)
 
 inline at::Tensor frobenius(const at::Tensor& m) { return m.square().sum({-2, -1}).sqrt(); }
 
+// Non-finite problems are not solved: their solution is set to NaN, which the Python
+// layer turns into an error that locates the offending entry.
+inline bool all_finite(const at::Tensor& a, const at::Tensor& b) {
+  return at::isfinite(a).all().item<bool>() && at::isfinite(b).all().item<bool>();
+}
+
 // Solves min ||A x - B||^2 + ridge ||x||^2 for every problem of a batch with a
 // CholeskyQR family method on the (implicitly) augmented matrix [A; sqrt(ridge) I]:
 //   cond <= 16      normal equations (one Gram matrix, one Cholesky);

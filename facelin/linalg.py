@@ -109,7 +109,8 @@ def lstsq(A: torch.Tensor, B: torch.Tensor, ridge: RidgeArg = 0.0) -> torch.Tens
         raise ValueError(f"A holds {A.shape[0]} problems but B holds {B.shape[0]}")
     if n_rows == 0:
         raise ValueError("A has no rows: least squares needs at least one observation")
-    _check_finite("A", A)
+    if A.dim() == 2:
+        _check_finite("A", A)  # small; a batch of designs is checked inside the kernel
 
     if A.dim() == 2:
         p = A.shape[1]
@@ -128,13 +129,15 @@ def lstsq(A: torch.Tensor, B: torch.Tensor, ridge: RidgeArg = 0.0) -> torch.Tens
         r = _ridge_vector(ridge, batch, "problem", A.device)
         rhs = B if B.dim() == 3 else B.expand(batch, *B.shape)
         x = _ops.lstsq_batched(A, rhs, r)
-    _raise_on_nonfinite_result(x, B)
+    _raise_on_nonfinite_result(x, A, B)
     return x
 
 
-def _raise_on_nonfinite_result(x: torch.Tensor, B: torch.Tensor) -> None:
-    """NaN/Inf in B propagate into the solution: check the small result, not the big B."""
+def _raise_on_nonfinite_result(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> None:
+    """NaN/Inf in the inputs make the solution NaN: check the small result, and only then
+    search the big inputs for the culprit."""
     if x.numel() and not bool(torch.isfinite(x).all()):
+        _check_finite("A", A)
         _check_finite("B", B)
         raise ValueError(f"the solution overflowed (first non-finite entry at "
                          f"{_first_nonfinite(x)}); rescale A or B")
