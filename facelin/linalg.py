@@ -109,7 +109,8 @@ def lstsq(A: torch.Tensor, B: torch.Tensor, ridge: RidgeArg = 0.0) -> torch.Tens
         raise ValueError(f"A holds {A.shape[0]} problems but B holds {B.shape[0]}")
     if n_rows == 0:
         raise ValueError("A has no rows: least squares needs at least one observation")
-    _check_finite("A", A)
+    if A.dim() == 2:
+        _check_finite("A", A)  # small; a batch of designs is checked inside the kernel
 
     if A.dim() == 2:
         p = A.shape[1]
@@ -128,13 +129,15 @@ def lstsq(A: torch.Tensor, B: torch.Tensor, ridge: RidgeArg = 0.0) -> torch.Tens
         r = _ridge_vector(ridge, batch, "problem", A.device)
         rhs = B if B.dim() == 3 else B.expand(batch, *B.shape)
         x = _ops.lstsq_batched(A, rhs, r)
-    _raise_on_nonfinite_result(x, B)
+    _raise_on_nonfinite_result(x, A, B)
     return x
 
 
-def _raise_on_nonfinite_result(x: torch.Tensor, B: torch.Tensor) -> None:
-    """NaN/Inf in B propagate into the solution: check the small result, not the big B."""
+def _raise_on_nonfinite_result(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> None:
+    """NaN/Inf in the inputs make the solution NaN: check the small result, and only then
+    search the big inputs for the culprit."""
     if x.numel() and not bool(torch.isfinite(x).all()):
+        _check_finite("A", A)
         _check_finite("B", B)
         raise ValueError(f"the solution overflowed (first non-finite entry at "
                          f"{_first_nonfinite(x)}); rescale A or B")
@@ -195,7 +198,7 @@ def subset_lstsq(R: torch.Tensor, Y: torch.Tensor, subsets: torch.Tensor,
     r = _ridge_vector(ridge, batch, "subset", R.device)
     rc, r_mean = _centred_float64(R, fit_intercept)
     yc, y_mean = _centred_float64(Y, fit_intercept)
-    gram = rc.T @ rc
+    gram = _symmetric_gram(rc)
     cross = rc.T @ yc
     coef = _ops.subset_solve(gram, cross, subsets.contiguous(), r)
     out = coef.to(R.dtype)
@@ -206,6 +209,20 @@ def subset_lstsq(R: torch.Tensor, Y: torch.Tensor, subsets: torch.Tensor,
     else:
         intercept = coef.new_zeros(batch, Y.shape[1])
     return out, intercept.to(R.dtype)
+
+
+def _symmetric_gram(x: torch.Tensor, block: int = 512) -> torch.Tensor:
+    """x^T x computed one block row at a time from the diagonal on, then mirrored: about
+    half the work of the full product for wide x."""
+    m = x.shape[1]
+    if m <= 2 * block:
+        return x.T @ x
+    gram = x.new_empty(m, m)
+    for i in range(0, m, block):
+        stop = min(i + block, m)
+        gram[i:stop, i:] = x[:, i:stop].T @ x[:, i:]
+        gram[stop:, i:stop] = gram[i:stop, stop:].T
+    return gram
 
 
 # --------------------------------------------------------------------------- ridge CV
@@ -373,17 +390,23 @@ def _kfold_path(x0, y0, gram_all, cross_all, alphas, n_folds, fit_intercept):
         evals, evecs = _eigh_ridge_basis(gram)
         return evals, x_te @ evecs, evecs.T @ cross, y_te, mu_y, test
 
+    # The per-fold bases are kept for the prediction pass when they fit in 1 GiB.
+    keep = len(folds) * x0.shape[1] * (y0.shape[1] + x0.shape[0]) * 8 <= 2**30
+    kept = []
     empty = x0.new_empty(0, 0)
     for test in folds:
-        evals, m, z, y_te, _, _ = fold_basis(test)
+        basis = fold_basis(test)
+        if keep:
+            kept.append(basis)
+        evals, m, z, y_te, _, _ = basis
         sse.append(_ops.ridge_path_sse(m, z.contiguous(), y_te.contiguous(),
                                        _ridge_gains(evals, alphas), empty) / test.numel())
     cv_mse = torch.stack(sse).mean(0)
 
     def predict(best):
         pred = torch.empty_like(y0)
-        for test in folds:
-            evals, m, z, _, mu_y, test = fold_basis(test)
+        for f, test in enumerate(folds):
+            evals, m, z, _, mu_y, test = kept[f] if keep else fold_basis(test)
             gains = _ridge_gains(evals, alphas)[best].T
             fold_pred = m @ (gains * z)
             pred[test] = fold_pred + mu_y if mu_y is not None else fold_pred

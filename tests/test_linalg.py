@@ -195,6 +195,17 @@ def test_subset_lstsq_matches_per_subset_fits(fit_intercept, ridge):
         np.testing.assert_allclose(intercept[i].numpy(), ref_int, rtol=0, atol=1e-11)
 
 
+def test_subset_lstsq_wide_response_matrix():
+    # More than 1024 columns: the Gram matrix is assembled block by block.
+    r, y = randn(40, 1100, seed=47), randn(40, 2, seed=48)
+    subsets = torch.tensor([[0, 600, 1099], [1098, 5, 512], [1023, 1024, 1025]])
+    coef, intercept = linalg.subset_lstsq(r, y, subsets, return_intercept=True)
+    for i in range(3):
+        ref_coef, ref_int = subset_reference(r, y, subsets[i], 0.0, True)
+        np.testing.assert_allclose(coef[i].numpy(), ref_coef, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(intercept[i].numpy(), ref_int, rtol=0, atol=1e-12)
+
+
 def test_subset_lstsq_ridge_per_subset_and_float32():
     r, y = randn(80, 20, seed=21), randn(80, 2, seed=22)
     subsets = torch.tensor([[0, 1, 2], [0, 1, 2]])

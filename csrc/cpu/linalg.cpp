@@ -5,7 +5,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <vector>
+#include <atomic>
 
 #include "../linalg.h"
 
@@ -17,6 +17,18 @@ namespace {
 
 // Columns of B converted to float64 per block, so that a float32 B is never copied whole.
 constexpr int64_t kCastBlock = 16384;
+
+// Runs task(i) for i in [0, count) on all threads, each taking the next task when it is
+// done with one: with other processes on the cores, a static split would leave every
+// thread waiting for the one that was descheduled.
+template <typename Task>
+void parallel_tasks(int64_t count, const Task& task) {
+  std::atomic<int64_t> next{0};
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), count);
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    for (int64_t i = next++; i < count; i = next++) task(i);
+  });
+}
 
 }  // namespace
 
@@ -49,12 +61,15 @@ at::Tensor lstsq_batched_cpu(const at::Tensor& A, const at::Tensor& B, const at:
   if (out.numel() == 0) return out.zero_();
   // One problem per task: its Gram, Cholesky and triangular solves stay in cache, and the
   // condition-dependent pass count is chosen per problem.
-  at::parallel_for(0, b, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const auto a = A.select(0, i).unsqueeze(0).to(at::kDouble);
-      const auto rhs = B.select(0, i).unsqueeze(0).to(at::kDouble);
-      out.select(0, i).copy_(linalg::solve_batch(a, rhs, ridge.narrow(0, i, 1)).squeeze(0));
+  parallel_tasks(b, [&](int64_t i) {
+    const auto a = A.select(0, i).unsqueeze(0).to(at::kDouble);
+    const auto rhs = B.select(0, i).unsqueeze(0).to(at::kDouble);
+    // Checked here, in cache, rather than in a separate pass over the whole batch.
+    if (!linalg::all_finite(a, rhs)) {
+      out.select(0, i).fill_(NAN);
+      return;
     }
+    out.select(0, i).copy_(linalg::solve_batch(a, rhs, ridge.narrow(0, i, 1)).squeeze(0));
   });
   return out;
 }
@@ -83,48 +98,52 @@ at::Tensor subset_solve_cpu(const at::Tensor& gram, const at::Tensor& cross,
   // A few subsets per task: enough to amortise dispatch, few enough to stay in cache.
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(8, (1 << 20) / (s * s + 1)));
   const int64_t n_chunks = (b + chunk - 1) / chunk;
-  at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      const int64_t first = c * chunk, len = std::min(chunk, b - first);
-      const auto sub = idx.narrow(0, first, len);
-      auto grams = gather_gram_cpu(g, sub);
-      const auto rhs = cross.index_select(0, sub.reshape({-1})).view({len, s, k});
-      out.narrow(0, first, len)
-          .copy_(linalg::subset_cholesky_solve(grams, rhs, ridge.narrow(0, first, len), first));
-    }
+  parallel_tasks(n_chunks, [&](int64_t c) {
+    const int64_t first = c * chunk, len = std::min(chunk, b - first);
+    const auto sub = idx.narrow(0, first, len);
+    auto grams = gather_gram_cpu(g, sub);
+    const auto rhs = cross.index_select(0, sub.reshape({-1})).view({len, s, k});
+    out.narrow(0, first, len)
+        .copy_(linalg::subset_cholesky_solve(grams, rhs, ridge.narrow(0, first, len), first));
   });
   return out;
 }
 
-// Fused over one block of targets at a time: the scaled coefficients, the product with
-// M and the squared residuals stay in cache, and nothing of size alphas x n x k exists.
+// Fused over one block of targets at a time: one product of M with the block's
+// coefficients at every alpha side by side, then the squared residuals, all in cache;
+// nothing of size alphas x n x k exists.
 at::Tensor ridge_path_sse_cpu(const at::Tensor& M, const at::Tensor& Z, const at::Tensor& Y,
                               const at::Tensor& gains, const at::Tensor& row_scale) {
   linalg::check_ridge_path_args(M, Z, Y, gains, row_scale);
-  const int64_t n = M.size(0), k = Z.size(1), n_alpha = gains.size(0);
+  const int64_t n = M.size(0), r = M.size(1), k = Z.size(1), n_alpha = gains.size(0);
   auto sse = at::zeros({n_alpha, k}, M.options());
   if (sse.numel() == 0 || n == 0) return sse;
   const auto y = Y.contiguous();
   const auto rs = row_scale.contiguous();
   const bool scaled = rs.numel() > 0;
   const auto m_c = M.contiguous();
-  const auto g = gains.contiguous();
+  const auto g = gains.contiguous().view({n_alpha, r, 1});
   const double* y_ptr = y.data_ptr<double>();
   double* sse_ptr = sse.data_ptr<double>();
-  constexpr int64_t kBlock = 64;
-  const int64_t n_blocks = (k + kBlock - 1) / kBlock;
-  at::parallel_for(0, n_blocks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t blk = begin; blk < end; ++blk) {
-      const int64_t t0 = blk * kBlock, kb = std::min(kBlock, k - t0);
-      const auto z = Z.narrow(1, t0, kb);
+  // Blocks wide enough for an efficient product, and enough of them for every thread.
+  const int64_t threads = at::get_num_threads();
+  const int64_t kb_max = std::clamp<int64_t>((k + 2 * threads - 1) / (2 * threads), 8, 128);
+  const int64_t n_blocks = (k + kb_max - 1) / kb_max;
+  parallel_tasks(n_blocks, [&](int64_t blk) {
+    {
+      const int64_t t0 = blk * kb_max, kb = std::min(kb_max, k - t0);
+      // (r, alphas * kb): column a * kb + t holds gains[a] * Z[:, t0 + t].
+      const auto coefs = (g * Z.narrow(1, t0, kb).unsqueeze(0)).permute({1, 0, 2})
+                             .reshape({r, n_alpha * kb});
+      const auto fitted = at::mm(m_c, coefs);
+      const double* f = fitted.data_ptr<double>();
+      const int64_t width = n_alpha * kb;
       for (int64_t a = 0; a < n_alpha; ++a) {
-        const auto fitted = at::mm(m_c, z * g.select(0, a).unsqueeze(1)).contiguous();
-        const double* f = fitted.data_ptr<double>();
         const double* scale = scaled ? rs.data_ptr<double>() + a * n : nullptr;
         double* acc = sse_ptr + a * k + t0;
         for (int64_t i = 0; i < n; ++i) {
           const double* yi = y_ptr + i * k + t0;
-          const double* fi = f + i * kb;
+          const double* fi = f + i * width + a * kb;
           const double w = scaled ? scale[i] * scale[i] : 1.0;
           for (int64_t t = 0; t < kb; ++t) {
             const double d = yi[t] - fi[t];
