@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 __all__ = ["FaceNotFoundError", "landmarks", "face_chips", "chip_transforms", "model_file",
-           "upsampled_lfw", "lfw_face_chips"]
+           "upsampled_lfw", "lfw_face_chips", "dlib_reference_chips"]
 
 # dlib's canonical face (get_face_chip_details): for 5 points, the eye corners and the
 # bottom of the nose; for 68 points, the mean positions of points 17..67, of which the
@@ -182,6 +182,8 @@ def landmarks(images, n_points: int = 68, boxes=None, upsample: int = 1) -> np.n
     """
     if n_points not in (5, 68):
         raise ValueError(f"n_points: dlib has 68- and 5-point predictors, got {n_points}")
+    if int(upsample) != upsample or upsample < 0:
+        raise ValueError(f"upsample: a whole number >= 0, got {upsample}")
     images = _image_list(images)
     import dlib
     if boxes is None:
@@ -218,8 +220,9 @@ def landmarks(images, n_points: int = 68, boxes=None, upsample: int = 1) -> np.n
 def _similarity_transforms(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Least-squares similarity transforms source -> target (Umeyama), batched.
 
-    source, target: (N, P, 2). Returns the (N, 2, 2) scaled rotations (the translation is
-    not needed by the caller).
+    source, target: (N, P, 2). Returns ``(matrices, source_means, target_means)``: the
+    (N, 2, 2) scaled rotations and the (N, 2) centroids, so that a point p maps to
+    ``target_mean + matrix @ (p - source_mean)``.
     """
     mean_source = source.mean(axis=1, keepdims=True)
     mean_target = target.mean(axis=1, keepdims=True)
@@ -417,3 +420,23 @@ def lfw_face_chips(factor: int = 6, n_points: int = 68, size: int = 150,
         indices, images = keep, [images[i] for i in keep]
         points = landmarks(images, n_points)
     return indices, face_chips(images, points, size, padding)
+
+
+def _dlib_shape(points: np.ndarray, image: np.ndarray):
+    import dlib
+    return dlib.full_object_detection(
+        dlib.rectangle(0, 0, image.shape[1] - 1, image.shape[0] - 1),
+        [dlib.point(int(round(x)), int(round(y))) for x, y in points])
+
+
+def dlib_reference_chips(images, landmarks, size: int = 150,
+                         padding: float = 0.25) -> torch.Tensor:
+    """dlib's own ``get_face_chip`` for each image (the reference `face_chips` is checked
+    against), as an (N, 3, size, size) float32 tensor. Landmarks are rounded to whole
+    pixels, as dlib's shape objects hold them."""
+    import dlib
+    images = _image_list(images)
+    points = _landmark_array(landmarks, len(images))
+    chips = [dlib.get_face_chip(image, _dlib_shape(p, image), size, padding)
+             for image, p in zip(images, points)]
+    return torch.from_numpy(np.stack(chips).transpose(0, 3, 1, 2).astype(np.float32))

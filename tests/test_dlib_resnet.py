@@ -200,12 +200,15 @@ def test_corrupt_file_is_reported(tmp_path, weights):
 
     with pytest.raises(FileNotFoundError):
         load_dlib_resnet(tmp_path / "missing.dat")
+    with pytest.raises(ValueError, match="pretrained=False"):
+        load_dlib_resnet(tmp_path / "missing.dat", pretrained=False)
 
 
 @pytest.mark.cuda
-def test_cpu_cuda_parity(chips):
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+def test_cpu_cuda_parity(chips, monkeypatch):
+    # TF32 would round the GPU's float32 convolutions to 10-bit mantissas
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     for dtype, tolerance in ((torch.float32, 1e-4), (torch.float64, 1e-10)):
         model = load_dlib_resnet(dtype=dtype)
         cpu = model(chips.to(dtype))

@@ -128,6 +128,8 @@ def test_bad_inputs_are_named(astronaut):
     nan_points[0, 40, 0] = np.nan
     with pytest.raises(ValueError, match=r"NaN or Inf.*\[0\]"):
         faces.face_chips([astronaut], nan_points)
+    with pytest.raises(ValueError, match="upsample"):
+        faces.landmarks([astronaut], upsample=-1)
     with pytest.raises(ValueError, match="n_points"):
         faces.landmarks([astronaut], n_points=17)
     with pytest.raises(ValueError, match="boxes"):

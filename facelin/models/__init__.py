@@ -1,5 +1,6 @@
 """Face CNNs in PyTorch, with their weights read from the original files."""
 from .dlib_format import DlibFormatError, read_dlib_network
-from .dlib_resnet import DlibResNet, load_dlib_resnet
+from .dlib_resnet import DlibResNet, dlib_reference_descriptors, load_dlib_resnet
 
-__all__ = ["DlibFormatError", "DlibResNet", "load_dlib_resnet", "read_dlib_network"]
+__all__ = ["DlibFormatError", "DlibResNet", "dlib_reference_descriptors", "load_dlib_resnet",
+           "read_dlib_network"]
