@@ -74,8 +74,14 @@ def run_benchmarks(folder, out_dir, names=None, timeout=600) -> dict:
     return tables
 
 
-def _label_key(row):
-    return next(k for k, v in row.items() if isinstance(v, str))
+def _row_label(row):
+    """A row's name: its method (prefixed by the workload's number when rows are grouped
+    by workload, as "1. ..."), else its first text column."""
+    method = row.get("method") or row.get("implementation")
+    if method is None:
+        return next(v for v in row.values() if isinstance(v, str))
+    item = row.get("item")
+    return f"{item.split('.')[0]}. {method}" if isinstance(item, str) else method
 
 
 def markdown_table(table, columns=None) -> str:
@@ -94,8 +100,7 @@ def markdown_table(table, columns=None) -> str:
 
 def _bars(ax, table, column, xlabel, log=False):
     rows = [row for row in table["rows"] if row.get(column) is not None]
-    label = _label_key(rows[0])
-    names = [row[label] for row in rows][::-1]
+    names = [_row_label(row) for row in rows][::-1]
     ax.barh(range(len(rows)), [row[column] for row in rows][::-1], color="tab:blue")
     ax.set_yticks(range(len(rows)), [n if len(n) < 40 else n[:37] + "..." for n in names],
                   fontsize=8)
@@ -131,7 +136,7 @@ def plot_column(table, column, xlabel, log=False):
 
     fig, ax = plt.subplots(figsize=(6, 3.2))
     _bars(ax, table, column, xlabel, log)
-    ax.set_title(table["benchmark"], fontsize=10)
+    ax.set_title(table.get("benchmark", ""), fontsize=10)
     fig.tight_layout()
     return fig
 

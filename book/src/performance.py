@@ -8,8 +8,9 @@
 # measure, as ratios measured side by side in one run.
 #
 # The scripts run here in their **quick sizes** (small inputs: 128 faces instead of
-# 2,000 for the recording benchmark, 32 chips for the descriptor benchmark), so that this
-# page executes in about a minute and a half. Their default sizes are the ones quoted in
+# 2,000 for the recording benchmark, 32 chips for the descriptor benchmark, the
+# least-squares benchmark's `--quick` workloads), so that this page executes in about
+# two minutes on two cores. Their default sizes are the ones quoted in
 # the text; run, for example, `python benchmarks/bench_extract.py` for the full table.
 # Absolute times depend on the machine and on whatever else it is doing, so the ratios
 # matter more than the seconds; the machine is named below.
@@ -67,7 +68,8 @@ print("baselines equal to record, element for element:",
 # %%
 fig = performance.plot_ratios(tables, xlabels={
     "bench_extract": "time / bare forward pass (lower is better)",
-    "bench_dlib": "speed / dlib's (higher is better)"})
+    "bench_dlib": "speed / dlib's (higher is better)",
+    "bench_linalg": "time / facelin's (higher: facelin is faster)"})
 plt.show()
 
 # %%
