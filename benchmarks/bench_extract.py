@@ -19,7 +19,9 @@ a one-batch warm-up; the table gives the median seconds and the median ratio to 
 forward pass of the same round (``--rounds``, 5). Peak memory: one pass of each method
 over ``--faces`` chips (2,000) in its own fresh process, the process's peak resident set
 size (``getrusage`` ru_maxrss) minus its resident set size just before the method starts
-(model, chips and indices already in memory). Every method's response
+(model, chips and indices already in memory). Also reported: the share of a record pass
+spent inside the gather op (each call timed), which a change of load cannot skew between
+methods. Every method's response
 matrix is checked equal, element for element, to record's.
 
     python benchmarks/bench_extract.py [--faces 2000] [--units 10000] [--batch 64]
@@ -42,7 +44,7 @@ import psutil
 import torch
 import torch.fx
 
-from facelin import extract
+from facelin import _ops, extract
 from facelin.models import load_dlib_resnet
 
 METHODS = {
@@ -222,7 +224,27 @@ def time_methods(faces, total_units, batch, rounds):
             start = time.perf_counter()
             run(model, chips, request, batch)
             seconds[method].append(time.perf_counter() - start)
-    return seconds
+    return seconds, gather_share(model, chips, units, batch)
+
+
+def gather_share(model, chips, units, batch):
+    """The fraction of a record pass spent inside the gather op (timed around each call):
+    a measure of the cost of gathering that the machine's load cannot skew between runs."""
+    inside = []
+    gather = _ops.gather_units
+
+    def timed(*args):
+        start = time.perf_counter()
+        gather(*args)
+        inside.append(time.perf_counter() - start)
+    _ops.gather_units = timed
+    try:
+        start = time.perf_counter()
+        run_record(model, chips, units, batch)
+        total = time.perf_counter() - start
+    finally:
+        _ops.gather_units = gather
+    return sum(inside) / total
 
 
 def main():
@@ -262,7 +284,7 @@ def main():
         for method in ("hooks_clone", "fx_subgraph"):
             rows[method]["equal_to_record"] = bool(
                 np.array_equal(np.load(rows[method]["path"]), reference))
-    seconds = time_methods(time_faces, args.units, args.batch, rounds)
+    seconds, share = time_methods(time_faces, args.units, args.batch, rounds)
 
     table = []
     for method, label in METHODS.items():
@@ -272,7 +294,8 @@ def main():
                       "seconds": round(float(np.median(seconds[method])), 3),
                       "ratio_to_forward": round(float(np.median(ratios)), 3),
                       "peak_mb": round(rows[method]["peak_mb"], 1),
-                      "equal_to_record": rows[method].get("equal_to_record")})
+                      "equal_to_record": rows[method].get("equal_to_record"),
+                      "gather_share": round(share, 4) if method == "record" else None})
     print(f"Recording dlib ResNet responses, batch {args.batch}, on {machine()}")
     print(f"seconds: a pass over {time_faces} chips, median of {rounds} interleaved rounds; "
           f"x forward: median ratio to the bare forward pass of the same round")
@@ -287,6 +310,7 @@ def main():
         units = "" if row["units"] is None else str(row["units"])
         print(f"{row['method']:<56} {units:>6} {row['seconds']:>8.2f} "
               f"{row['ratio_to_forward']:>9.3f} {row['peak_mb']:>8.1f} {equal:>8}")
+    print(f"time inside the gather op: {share:.1%} of a record pass")
     if args.json:
         with open(args.json, "w") as out:
             json.dump({"benchmark": "extract_record", "machine": machine(), "faces": faces,
