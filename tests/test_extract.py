@@ -560,7 +560,7 @@ def test_record_stats_errors():
 
 WORKER = """
 import sys, torch, torch.distributed as dist
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{package_root!r}, {tests!r}]  # the facelin this test process imported
 from test_extract import TinyNet, images
 from facelin import extract
 
@@ -580,7 +580,9 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     script = tmp_path / "worker.py"
     out = tmp_path / "stats.pt"
     tests = os.path.dirname(os.path.abspath(__file__))
-    script.write_text(textwrap.dedent(WORKER.format(tests=tests, out=str(out))))
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(extract.__file__)))
+    script.write_text(textwrap.dedent(WORKER.format(package_root=package_root, tests=tests,
+                                                    out=str(out))))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            "--nproc_per_node=2", str(script)], capture_output=True, text=True,

@@ -39,3 +39,12 @@ def test_run_benchmarks_reports_a_failing_script(tmp_path):
 
 def test_gram_memory():
     assert performance.gram_memory_gib(2**14) == 2.0
+
+
+def test_run_benchmarks_reads_recorded_tables(tmp_path):
+    (tmp_path / "bench_linalg.py").write_text("raise SystemExit('must not run')")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "bench_linalg.json").write_text(json.dumps(
+        {"machine": "m", "rows": [{"item": "1. a", "method": "x", "ratio_to_facelin": 1.0}]}))
+    tables = performance.run_benchmarks(tmp_path, tmp_path / "out")
+    assert tables["bench_linalg"]["recorded"] and tables["bench_linalg"]["machine"] == "m"
