@@ -1,0 +1,133 @@
+# %% [markdown]
+# # Performance
+#
+# Every finding in this book rests on two kinds of heavy work: running a face network
+# over thousands of faces while recording thousands of its units, and fitting linear
+# models to the responses. facelin does both in a compiled C++/CUDA core. This page runs
+# the benchmark scripts of the repository's `benchmarks/` folder and shows what they
+# measure, as ratios measured side by side in one run.
+#
+# The scripts run here in their **quick sizes** (small inputs: 128 faces instead of
+# 2,000 for the recording benchmark, 32 chips for the descriptor benchmark, the
+# least-squares benchmark's `--quick` workloads), so that this page executes in about
+# two minutes on two cores. The least-squares benchmark takes minutes even at its quick
+# sizes (it times himalaya's numpy backend), so its table is the one recorded in
+# `benchmarks/results/bench_linalg.json`, on the machine named with it. Their default sizes are the ones quoted in
+# the text; run, for example, `python benchmarks/bench_extract.py` for the full table.
+# Absolute times depend on the machine and on whatever else it is doing, so the ratios
+# matter more than the seconds; the machine is named below.
+
+# %%
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from IPython.display import Markdown, display
+
+from facelin import performance
+
+print(performance.machine())
+
+# %%
+tables = performance.run_benchmarks(Path("..") / "benchmarks", tempfile.mkdtemp())
+for name, table in tables.items():
+    if table.get("recorded"):
+        print(f"{name}: recorded table, on {table['machine']}")
+    else:
+        print(f"{name}: run here, {table['wall_s']:.0f} s")
+
+# %% [markdown]
+# ## Recording unit responses
+#
+# `facelin.extract.record` puts a forward hook on every layer asked for; the hook hands
+# the layer's output, where it lies, to the compiled op `gather_units`, which writes the
+# chosen units straight into the batch's rows of one preallocated response matrix. The
+# usual way (thingsvision, Net2Brain and brain-score's model tools work like this) clones
+# every layer's whole output, copies it to the host, concatenates the batches and indexes
+# the units at the end; torchvision's `create_feature_extractor` instead traces a
+# sub-graph that returns the layers, which still materialises every whole layer each
+# batch. The benchmark records dlib's ResNet: all 29 ReLU layers with 10,000 units
+# sampled across them, plus the pooled (256-d) and descriptor (128-d) layers. Each
+# method's response matrix is checked equal, element for element, to `record`'s.
+
+# %%
+display(Markdown(performance.markdown_table(
+    tables["bench_extract"],
+    ["method", "units", "seconds", "ratio_to_forward", "peak_mb", "equal_to_record"])))
+
+# %%
+extract_rows = {row["key"]: row for row in tables["bench_extract"]["rows"]}
+print(f"time inside the gather op: {extract_rows['record']['gather_share']:.2%} of a "
+      f"record pass")
+
+# %% tags=["nbval-check-output"]
+print("units recorded:", extract_rows["record"]["units"])
+print("baselines equal to record, element for element:",
+      all(extract_rows[k]["equal_to_record"] for k in ("hooks_clone", "fx_subgraph")))
+
+# %% [markdown]
+# `ratio_to_forward` is the time of a pass over the faces divided by the time of the bare
+# forward pass (1 = recording is free); on a machine shared with other work it moves by
+# several percent from run to run, for every method alike. The time spent inside the
+# gather op itself, timed call by call within one pass, is the steadier measure of what
+# recording costs (printed above). `peak_mb` is the growth of the process's peak
+# resident memory during the pass. At these quick sizes both are dominated by the
+# forward pass and by one batch of activations; the differences grow with the number of
+# faces, because the baselines keep (or copy) whole layers while `record` keeps only the
+# chosen units: with 2,000 faces the 29 ReLU layers hold about 5 GB of float32
+# activations against 83 MB for the 10,384 recorded units.
+
+# %%
+fig = performance.plot_ratios(tables, xlabels={
+    "bench_extract": "time / bare forward pass (lower is better)",
+    "bench_dlib": "speed / dlib's (higher is better)",
+    "bench_linalg": "time / facelin's (higher: facelin is faster)"})
+plt.show()
+
+# %%
+fig = performance.plot_column(tables["bench_extract"], "peak_mb",
+                              "peak memory growth during the pass, MB (log scale)", log=True)
+plt.show()
+
+# %% [markdown]
+# ## The other benchmarks
+#
+# The tables of every other benchmark script found in the repository, as printed.
+
+# %%
+for name, table in tables.items():
+    if name == "bench_extract":
+        continue
+    if "stdout" in table:
+        print(table["stdout"])
+    else:
+        display(Markdown(f"**{name}** (recorded on {table['machine']})\n\n"
+                         + performance.markdown_table(table)))
+
+# %% [markdown]
+# ## What it means for a user
+#
+# Recording costs about as much as the forward pass itself, so the time to record a face
+# set is the time to run the network over it: the rate measured here gives the estimate
+# below for the face sets this book uses. Memory follows the units chosen, not the
+# layers, so a response matrix of N faces and U units takes 4 N U bytes in float32.
+
+# %%
+faces_per_second = extract_rows["record"]["faces"] / extract_rows["record"]["seconds"]
+for faces in (2_000, 10_000, 100_000):
+    print(f"{faces:>7,} faces: about {faces / faces_per_second / 60:5.1f} min to record, "
+          f"{4 * faces * 10_384 / 2**30:5.2f} GiB for 10,384 float32 responses")
+
+# %% [markdown]
+# When the faces do not fit in memory, `facelin.extract.record_stats` keeps only float64
+# sums and cross-products, which equal the stored-response fits to float64 rounding. Its
+# memory no longer depends on the number of faces at all, only on the number of units:
+# decoders need the U x U Gram matrix of the responses, encoders only U x 50 cross-
+# products. Under `torchrun` every process takes a shard of the faces and the
+# statistics are summed across processes, so the number of faces scales with the number
+# of processes (see the README for the command).
+
+# %% tags=["nbval-check-output"]
+for units in (1_000, 10_000, 50_000):
+    print(f"{units:>6,} units: Gram matrix {performance.gram_memory_gib(units):7.2f} GiB, "
+          f"encoder statistics {8 * units * 50 / 2**20:7.2f} MiB, for any number of faces")

@@ -1,0 +1,156 @@
+"""Run facelin's benchmark scripts and show their tables (the book's "Performance" page).
+
+Every script in ``benchmarks/`` prints a side-by-side table measured in one run and, with
+``--json PATH``, writes it as ``{"benchmark", "machine", "rows": [...]}``, each row with a
+label and one or more ``ratio_*`` columns. :func:`run_benchmarks` runs the scripts found
+in small sizes, :func:`markdown_table` and :func:`plot_ratios` show the results.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+__all__ = ["QUICK_ARGUMENTS", "machine", "run_benchmarks", "markdown_table", "plot_ratios",
+           "plot_column", "gram_memory_gib"]
+
+# Small sizes for each script: "--quick" where the script has it, else its own arguments.
+# None: the script takes minutes even in its quick sizes (the least-squares benchmark times
+# himalaya's numpy backend); its table is read from benchmarks/results/<name>.json, written
+# by `python benchmarks/<script> --quick --json benchmarks/results/<name>.json`.
+QUICK_ARGUMENTS = {
+    "bench_extract.py": ["--quick"],
+    "bench_linalg.py": None,
+    "bench_facespace.py": ["--quick"],
+    "bench_dlib.py": ["--chips", "32", "--repeats", "1"],
+}
+
+
+def machine() -> str:
+    """CPU model, logical CPUs, torch threads, and the GPU when there is one."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            name = next(line.split(":", 1)[1].strip() for line in cpuinfo
+                        if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    text = (f"{name}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with "
+            f"{torch.get_num_threads()} threads")
+    if torch.cuda.is_available():
+        text += f"; GPU: {torch.cuda.get_device_name()}"
+    return text
+
+
+def run_benchmarks(folder, out_dir, names=None, timeout=600) -> dict:
+    """Run each benchmark script of ``folder`` found in ``names`` (default: those of
+    :data:`QUICK_ARGUMENTS`) with its quick arguments; returns name -> JSON table, with
+    the wall time of the run (``"wall_s"``) and its printed table (``"stdout"``) added.
+    A script whose arguments are None is not run: its recorded table
+    ``folder/results/<name>.json`` is read, marked ``"recorded": True``.
+
+    A script that fails raises RuntimeError with the end of its error output.
+    """
+    folder, out_dir = Path(folder), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables = {}
+    for name in names or QUICK_ARGUMENTS:
+        script = folder / name
+        if not script.is_file():
+            continue
+        if QUICK_ARGUMENTS.get(name, []) is None:
+            recorded = folder / "results" / (script.stem + ".json")
+            if recorded.is_file():
+                tables[script.stem] = dict(json.loads(recorded.read_text()), recorded=True)
+            continue
+        out = out_dir / (script.stem + ".json")
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, str(script), *QUICK_ARGUMENTS.get(name, []),
+                               "--json", str(out)], capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{name} failed (exit {done.returncode}):\n"
+                               f"{done.stderr[-3000:]}")
+        table = json.loads(out.read_text())
+        table["wall_s"] = time.perf_counter() - start
+        table["stdout"] = done.stdout
+        tables[script.stem] = table
+    return tables
+
+
+def _row_label(row):
+    """A row's name: its method (prefixed by the workload's number when rows are grouped
+    by workload, as "1. ..."), else its first text column."""
+    method = row.get("method") or row.get("implementation")
+    if method is None:
+        return next(v for v in row.values() if isinstance(v, str))
+    item = row.get("item")
+    return f"{item.split('.')[0]}. {method}" if isinstance(item, str) else method
+
+
+def markdown_table(table, columns=None) -> str:
+    """A benchmark's rows as a Markdown table (all columns, or the ones named)."""
+    rows = table["rows"]
+    columns = columns or [k for k in rows[0] if k != "key"]
+
+    def cell(value):
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+        return "" if value is None else str(value)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _bars(ax, table, column, xlabel, log=False):
+    rows = [row for row in table["rows"] if row.get(column) is not None]
+    names = [_row_label(row) for row in rows][::-1]
+    ax.barh(range(len(rows)), [row[column] for row in rows][::-1], color="tab:blue")
+    ax.set_yticks(range(len(rows)), [n if len(n) < 40 else n[:37] + "..." for n in names],
+                  fontsize=8)
+    ax.set_xlabel(xlabel)
+    if log:
+        ax.set_xscale("log")
+
+
+def plot_ratios(tables, xlabels=None, ax_width=5.0):
+    """One horizontal bar chart per benchmark, of its ``ratio_*`` column (1 = reference).
+
+    ``xlabels`` maps a benchmark's name to its axis label (say which way is better);
+    by default the column's name.
+    """
+    import matplotlib.pyplot as plt
+
+    tables = {name: t for name, t in tables.items()
+              if any(k.startswith("ratio") for k in t["rows"][0])}
+    fig, axes = plt.subplots(1, len(tables), figsize=(ax_width * len(tables), 3.2),
+                             squeeze=False)
+    for ax, (name, table) in zip(axes[0], tables.items()):
+        ratio = next(k for k in table["rows"][0] if k.startswith("ratio"))
+        _bars(ax, table, ratio, (xlabels or {}).get(name, ratio.replace("_", " ")))
+        ax.axvline(1.0, color="black", lw=0.8)
+        ax.set_title(name, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_column(table, column, xlabel, log=False):
+    """One benchmark's column (for example peak memory) as a horizontal bar chart."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    _bars(ax, table, column, xlabel, log)
+    ax.set_title(table.get("benchmark", ""), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def gram_memory_gib(units) -> float:
+    """Memory of the float64 response Gram matrix R^T R that streaming keeps for decoders."""
+    return 8.0 * units * units / 2**30
