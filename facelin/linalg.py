@@ -23,7 +23,7 @@ import torch
 
 from . import _ops
 
-__all__ = ["lstsq", "subset_lstsq", "ridge_cv", "RidgeCVResult"]
+__all__ = ["lstsq", "subset_lstsq", "ridge_cv", "RidgeCVResult", "kfold_indices"]
 
 RidgeArg = Union[float, Sequence[float], torch.Tensor]
 
@@ -322,10 +322,8 @@ def ridge_cv(X: torch.Tensor, Y: torch.Tensor, alphas: Sequence[float] | torch.T
 
     # Centring by the global means is a shift that the per-fold centring undoes exactly;
     # it only keeps the downdated Gram matrices free of cancellation.
-    x0, x_mean = _centred_float64(X, True)
-    y0, y_mean = _centred_float64(Y, True)
-    if not fit_intercept:
-        x0, y0 = X.to(torch.float64), Y.to(torch.float64)
+    x0, x_mean = _centred_float64(X, fit_intercept)
+    y0, y_mean = _centred_float64(Y, fit_intercept)
     gram_all = x0.T @ x0
     cross_all = x0.T @ y0
 
@@ -344,13 +342,11 @@ def ridge_cv(X: torch.Tensor, Y: torch.Tensor, alphas: Sequence[float] | torch.T
     if fit_intercept:
         intercept = y_mean - x_mean @ coef
         cv_pred = cv_pred0 + y_mean
-        sst = y0.square().sum(0)
     else:
         intercept = coef.new_zeros(Y.shape[1])
         cv_pred = cv_pred0
-        sst = y0.square().sum(0)
-    sse = (y0 - cv_pred0).square().sum(0)
-    ev = 1.0 - sse / sst
+    # y0 is centred when fitting an intercept, so this is SST about the mean.
+    ev = 1.0 - (y0 - cv_pred0).square().sum(0) / y0.square().sum(0)
     dtype = Y.dtype
     return RidgeCVResult(alpha=a[best].to(dtype), alpha_index=best, coef=coef.to(dtype),
                          intercept=intercept.to(dtype), cv_predictions=cv_pred.to(dtype),
