@@ -57,3 +57,89 @@ def _gather_gram_fake(gram, subsets):
     torch._check(subsets.dim() == 2)
     s = subsets.shape[1]
     return gram.new_empty((subsets.shape[0], s, s))
+
+
+# --- linalg: batched least squares, subset solves, ridge paths (used by facelin.linalg) ---
+
+
+def _check_tensors(op: str, **tensors) -> None:
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{op}: {name} must be a torch tensor, got {type(t).__name__}")
+    _check_device(*tensors.values())
+
+
+def lstsq_shared(A: torch.Tensor, B: torch.Tensor, ridge: torch.Tensor) -> torch.Tensor:
+    """Solve ``min ||A x - B[:, j]||^2 + ridge[j] ||x||^2`` for every column ``j`` of B.
+
+    A (n, p) is shared by all columns and factored once (thin SVD; singular values at or
+    below ``eps * max(n, p) * s_max`` count as zero without ridge, as in gelsd); B (n, m)
+    in A's dtype; ridge float64 (m,) or (1,). Returns (p, m) in B's dtype; float32 input
+    is computed in float64.
+    """
+    _check_tensors("lstsq_shared", A=A, B=B, ridge=ridge)
+    return _ops.lstsq_shared(A, B, ridge)
+
+
+@torch.library.register_fake("facelin::lstsq_shared")
+def _lstsq_shared_fake(A, B, ridge):
+    torch._check(A.dim() == 2 and B.dim() == 2 and A.shape[0] == B.shape[0])
+    return B.new_empty((A.shape[1], B.shape[1]))
+
+
+def lstsq_batched(A: torch.Tensor, B: torch.Tensor, ridge: torch.Tensor) -> torch.Tensor:
+    """Solve the independent problems ``min ||A[i] x - B[i]||^2 + ridge[i] ||x||^2``.
+
+    A (b, n, p), B (b, n, k) in one dtype, ridge float64 (b,); returns (b, p, k). Full-rank
+    (or ridged) problems are solved by the normal equations when cond <= 16, by
+    CholeskyQR2 up to cond 1e6 and by shifted CholeskyQR3 beyond; unridged problems that
+    gelsd would call rank-deficient get gelsd's minimum-norm solution through an SVD.
+    """
+    _check_tensors("lstsq_batched", A=A, B=B, ridge=ridge)
+    return _ops.lstsq_batched(A, B, ridge)
+
+
+@torch.library.register_fake("facelin::lstsq_batched")
+def _lstsq_batched_fake(A, B, ridge):
+    torch._check(A.dim() == 3 and B.dim() == 3 and A.shape[:2] == B.shape[:2])
+    return B.new_empty((A.shape[0], A.shape[2], B.shape[2]))
+
+
+def subset_solve(gram: torch.Tensor, cross: torch.Tensor, subsets: torch.Tensor,
+                 ridge: torch.Tensor) -> torch.Tensor:
+    """Solve the normal equations of many column subsets from one Gram matrix.
+
+    For every row ``b`` of ``subsets`` (b, s) int64, solves
+    ``(gram[S, S] + ridge[b] I) x = cross[S]`` with ``S = subsets[b]``; gram (M, M),
+    cross (M, k), ridge (b,), all float64. Returns (b, s, k). Raises, naming the subset,
+    when a subset's normal equations are singular to working precision.
+    """
+    _check_tensors("subset_solve", gram=gram, cross=cross, subsets=subsets, ridge=ridge)
+    return _ops.subset_solve(gram, cross, subsets, ridge)
+
+
+@torch.library.register_fake("facelin::subset_solve")
+def _subset_solve_fake(gram, cross, subsets, ridge):
+    torch._check(subsets.dim() == 2 and cross.dim() == 2)
+    return cross.new_empty((subsets.shape[0], subsets.shape[1], cross.shape[1]))
+
+
+def ridge_path_sse(M: torch.Tensor, Z: torch.Tensor, Y: torch.Tensor, gains: torch.Tensor,
+                   row_scale: torch.Tensor) -> torch.Tensor:
+    """Residual sums of squares of every target at every point of a ridge path.
+
+    With M (n, r), Z (r, k), Y (n, k), gains (a, r) and row_scale (a, n) or an empty
+    (0, 0) tensor, all float64, returns (a, k):
+    ``sse[a, t] = sum_i (row_scale[a, i] * (Y - M diag(gains[a]) Z)[i, t])^2``. In ridge
+    terms M is the (held-out) design in the eigenbasis, Z the rotated cross-products,
+    gains 1 / (eigenvalue + alpha); row_scale turns residuals into exact leave-one-out
+    residuals, 1 / (1 - h_ii).
+    """
+    _check_tensors("ridge_path_sse", M=M, Z=Z, Y=Y, gains=gains, row_scale=row_scale)
+    return _ops.ridge_path_sse(M, Z, Y, gains, row_scale)
+
+
+@torch.library.register_fake("facelin::ridge_path_sse")
+def _ridge_path_sse_fake(M, Z, Y, gains, row_scale):
+    torch._check(gains.dim() == 2 and Z.dim() == 2)
+    return Z.new_empty((gains.shape[0], Z.shape[1]))
