@@ -19,6 +19,14 @@ TORCH_LIBRARY(facelin, m) {
   // gram (M, M), subsets (batch, s) int64 -> (batch, s, s): gram[subsets[b, i], subsets[b, j]].
   m.def("gather_gram(Tensor gram, Tensor subsets) -> Tensor");
 
+  // facelin.extract: activation gathering.
+  // layer (N, C, H, W) or (N, F), any strides, float16/bfloat16/float32/float64; index int64
+  // (U,) on the layer's device: flat units of C*H*W (pooling "none") or channels (pooling "mean"
+  // or "max" over H*W). Writes out[row0 + n, col0 + u], converted to out's dtype,
+  // in place; out lives on the layer's device or, for a CUDA layer, in (pinned) host memory.
+  m.def("gather_units(Tensor layer, Tensor index, str pooling, Tensor(a!) out, int row0, "
+        "int col0) -> ()");
+
   // linalg (facelin/linalg.py): batched least squares, subset solves, ridge paths.
   // A (n, p), B (n, m), ridge (m,) or (1,) float64 -> (p, m): one design, many targets.
   m.def("lstsq_shared(Tensor A, Tensor B, Tensor ridge) -> Tensor");

@@ -67,9 +67,9 @@ inline BatchSolution cholesky_qr_solve(const at::Tensor& A, const at::Tensor& B,
             at::zeros({b}, opts.dtype(at::kBool))};
   }
 
-  // Q is the current basis; w = R_acc^-1 and r_acc = R_acc, the accumulated triangular
-  // factor, so that A = Q R_acc and the ridge rows sqrt(ridge) I = sqrt(ridge) W^-T...
-  // enter each Gram matrix as ridge * W^T W.
+  // q is the current basis and r_acc the accumulated triangular factor, A = q r_acc, with
+  // w = r_acc^-1. The ridge rows sqrt(ridge) I of the augmented matrix have the basis
+  // sqrt(ridge) w, so each pass's Gram matrix is q^T q + ridge w^T w.
   at::Tensor q = A, w = eye, r_acc = eye;
   const int passes = worst <= kCholeskyQR2Cond ? 1 : 2;
   for (int pass = 0; pass < passes; ++pass) {
@@ -158,8 +158,8 @@ inline at::Tensor shared_solve(const at::Tensor& A, const at::Tensor& B, const a
   return at::matmul(vh.transpose(0, 1), utb.mul_(gain));
 }
 
-// Normal equations of column subsets: gram (s x s) and cross (s x k) blocks gathered for
-// every subset of a chunk, ridged, factored and solved. Raises, naming the subset, when
+// Normal equations of column subsets: the gram (s x s) and cross (s x k) blocks of a
+// chunk of subsets, already gathered, are ridged, factored and solved. Raises, naming the subset, when
 // a subset's columns are (numerically) linearly dependent.
 //   grams (c, s, s), cross (c, s, k), ridge (c,), first = index of the chunk's first subset
 inline at::Tensor subset_cholesky_solve(at::Tensor grams, const at::Tensor& cross,
@@ -183,19 +183,6 @@ inline at::Tensor subset_cholesky_solve(at::Tensor grams, const at::Tensor& cros
                 "constant columns or pass ridge > 0");
   }
   return at::cholesky_solve(cross, l);
-}
-
-// Residual sum of squares along a ridge path, for one block of targets:
-//   resid_a = (Y - M diag(gains[a]) Z) * row_scale[a][:, None],  sse[a, t] = sum_i resid^2
-// M (n, r), Z (r, k), Y (n, k), gains (a, r), row_scale (a, n) or empty -> (a, k).
-// Batched over alphas; the CPU kernel has a fused version of its own.
-inline at::Tensor ridge_path_sse_batched(const at::Tensor& M, const at::Tensor& Z,
-                                         const at::Tensor& Y, const at::Tensor& gains,
-                                         const at::Tensor& row_scale) {
-  auto fitted = at::matmul(M, gains.unsqueeze(-1) * Z.unsqueeze(0));  // (a, n, k)
-  auto resid = Y.unsqueeze(0) - fitted;
-  if (row_scale.numel() > 0) resid.mul_(row_scale.unsqueeze(-1));
-  return resid.square_().sum(1);
 }
 
 // Checks shared by every backend.

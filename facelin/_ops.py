@@ -59,6 +59,43 @@ def _gather_gram_fake(gram, subsets):
     return gram.new_empty((subsets.shape[0], s, s))
 
 
+# --- facelin.extract: activation gathering -------------------------------------------------
+
+GATHER_POOLINGS = ("none", "mean", "max")
+GATHER_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def gather_units(layer: torch.Tensor, index: torch.Tensor, pooling: str, out: torch.Tensor,
+                 row0: int, col0: int) -> None:
+    """Write chosen units of a layer output into a block of a response matrix, in place.
+
+    ``layer`` is a layer output of shape (N, C, H, W) or (N, F) with any strides, in
+    float16, bfloat16, float32 or float64; it is read where it lies, never copied.
+    ``index`` is a one-dimensional int64 tensor on the layer's device. With
+    ``pooling="none"`` it holds flat unit indices into C*H*W (as ``layer.flatten(1)``
+    numbers them) and ``out[row0 + n, col0 + u] = layer.flatten(1)[n, index[u]]``; with
+    ``pooling="mean"`` or ``"max"`` it holds channels and each becomes the mean (summed in
+    float64) or the maximum (NaN propagates) over H*W. Values are converted to ``out``'s
+    dtype as ``Tensor.to`` converts them. ``out`` is a float matrix on the layer's device
+    or, for a CUDA layer, in host memory (pinned for an asynchronous copy; synchronise the
+    stream before reading it). Indices are range-checked on the CPU; on CUDA an
+    out-of-range index trips a device-side assertion, as PyTorch's own indexing does.
+    """
+    if not all(isinstance(t, torch.Tensor) for t in (layer, index, out)):
+        raise TypeError("gather_units: layer, index and out must be torch tensors")
+    if pooling not in GATHER_POOLINGS:
+        raise ValueError(f"gather_units: pooling must be one of {GATHER_POOLINGS}, got {pooling!r}")
+    _check_device(layer, index, out)
+    _ops.gather_units(layer, index, pooling, out, int(row0), int(col0))
+
+
+@torch.library.register_fake("facelin::gather_units")
+def _gather_units_fake(layer, index, pooling, out, row0, col0):
+    torch._check(layer.dim() in (2, 4))
+    torch._check(index.dim() == 1 and out.dim() == 2)
+    return None
+
+
 # --- linalg: batched least squares, subset solves, ridge paths (used by facelin.linalg) ---
 
 

@@ -66,6 +66,8 @@ at::Tensor subset_solve_cpu(const at::Tensor& gram, const at::Tensor& cross,
                   ridge.scalar_type() == at::kDouble,
               "facelin: subset_solve works in float64");
   check_dim(cross, 2, "cross");
+  check_same_device(gram, cross, "gram", "cross");
+  check_same_device(gram, ridge, "gram", "ridge");
   TORCH_CHECK(cross.size(0) == gram.size(0), "facelin: cross has ", cross.size(0),
               " rows but gram is ", gram.size(0), " x ", gram.size(0));
   const int64_t b = subsets.size(0), s = subsets.size(1), k = cross.size(1);

@@ -1,0 +1,292 @@
+"""Recording unit responses: facelin.extract.record vs the usual ways, time and peak memory.
+
+dlib's face-recognition ResNet (`facelin.models.load_dlib_resnet`), random 150x150 chips,
+all 29 ReLU layers with 10,000 units sampled in total, plus the pooled (256-d) and
+descriptor (128-d) layers. Rows, each in a fresh process:
+
+- bare forward pass (nothing recorded): the floor;
+- ``facelin.extract.record``: forward hooks call the compiled gather op, which writes the
+  chosen units straight into a preallocated matrix;
+- the same with 1,000 sampled units, to show that memory follows the units chosen;
+- hooks that clone whole layers, copy them to the host every batch and concatenate at
+  the end, then index (what thingsvision / Net2Brain-style extractors do);
+- a torch.fx-traced sub-graph returning the chosen layers (what torchvision's
+  ``create_feature_extractor`` builds), indexed every batch, blocks concatenated.
+
+Time: every method runs once per round, rounds interleaved in one process (so a change
+in the machine's load falls on all alike), after a one-batch warm-up; the table gives the
+median seconds and the median ratio to the bare forward pass of the same round
+(``--rounds``, default 1; ``--quick``: 128 chips, 3 rounds). Peak memory: one pass of
+each method in its own fresh process, the process's peak resident set size
+(``getrusage`` ru_maxrss) minus its resident set size just before the method starts
+(model, chips and indices already in memory). Every method's response
+matrix is checked equal, element for element, to record's.
+
+    python benchmarks/bench_extract.py [--faces 2000] [--units 10000] [--batch 64]
+                                       [--rounds 1] [--quick] [--json PATH]
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import psutil
+import torch
+import torch.fx
+
+from facelin import extract
+from facelin.models import load_dlib_resnet
+
+METHODS = {
+    "forward": "bare forward pass (no recording)",
+    "record": "facelin.extract.record",
+    "record_1k": "facelin.extract.record, 1,000 sampled units",
+    "hooks_clone": "hooks: clone whole layers, to host, concatenate, index",
+    "fx_subgraph": "torch.fx sub-graph of the layers, index per batch",
+}
+
+
+def machine() -> str:
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            name = next(line.split(":", 1)[1].strip() for line in cpuinfo
+                        if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name}, {os.cpu_count()} logical CPUs, torch {torch.get_num_threads()} threads"
+
+
+def unit_request(model, total_units):
+    """All ReLU layers with total_units sampled across them (evenly, as far as each layer's
+    size allows), plus the pooled and descriptor layers whole."""
+    shapes = model.unit_counts()
+    relus = [n for n in model.layer_names() if n.rsplit(".", 1)[-1] in ("relu", "relu1")]
+    sizes = {name: int(np.prod(shapes[name])) for name in relus}
+    units, left = {}, total_units
+    for name in sorted(relus, key=sizes.get):  # small layers first, the rest share what is left
+        units[name] = min(sizes[name], left // (len(relus) - len(units)))
+        left -= units[name]
+    units = {name: units[name] for name in relus}
+    units.update(pool="all", descriptor="all")
+    return units
+
+
+def flat_indices(model, units_table, layers):
+    """The flat C*H*W index of every recorded unit, per layer (for the baselines)."""
+    shapes = model.unit_counts()
+    indices = {}
+    for name, cols in layers.items():
+        part = units_table[cols]
+        shape = shapes[name]
+        if len(shape) == 1:
+            indices[name] = torch.as_tensor(part.channel)
+        else:
+            _, h, w = shape
+            indices[name] = torch.as_tensor(part.channel * h * w + part.y * w + part.x)
+    return indices
+
+
+def batches(chips, batch):
+    return [chips[i:i + batch] for i in range(0, len(chips), batch)]
+
+
+def run_forward(model, chips, units, batch):
+    with torch.inference_mode():
+        for x in batches(chips, batch):
+            model(x)
+    return None
+
+
+def run_record(model, chips, units, batch):
+    return extract.record(model, chips, units, batch_size=batch, progress=False).values
+
+
+def run_hooks_clone(model, chips, units, batch):
+    probe = extract.record(model, chips[:1], units, progress=False)
+    indices = flat_indices(model, probe.units, probe.layers)
+    stored = {name: [] for name in units}
+    hooks = [model.get_submodule(name).register_forward_hook(
+        lambda m, i, out, name=name: stored[name].append(out.clone().cpu()))
+        for name in units]
+    with torch.inference_mode():
+        for x in batches(chips, batch):
+            model(x)
+    for h in hooks:
+        h.remove()
+    selected = []
+    for name in units:
+        whole = torch.cat(stored.pop(name))
+        selected.append(whole.flatten(1)[:, indices[name]])
+        del whole
+    return torch.cat(selected, 1)
+
+
+class _LeafTracer(torch.fx.Tracer):
+    """Every module without children is one graph node, so each layer name is a node."""
+
+    def is_leaf_module(self, module, qualified_name):
+        return next(module.children(), None) is None
+
+
+class _Body(torch.nn.Module):
+    """The network after its input normalisation (which checks values and cannot trace)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        x = self.model.stem(x)
+        for _, block in self.model.blocks():
+            x = block(x)
+        return self.model.descriptor(self.model.pool(x))
+
+
+def feature_subgraph(model, names):
+    """A traced graph that returns the named layers' outputs and computes nothing after."""
+    body = _Body(model)
+    graph = _LeafTracer().trace(body)
+    wanted = {f"model.{name}": name for name in names}
+    nodes = {wanted[n.target]: n for n in graph.nodes
+             if n.op == "call_module" and n.target in wanted}
+    output = next(n for n in graph.nodes if n.op == "output")
+    with graph.inserting_before(output):
+        graph.output(tuple(nodes[name] for name in names))
+    graph.erase_node(output)
+    sub = torch.fx.GraphModule(body, graph)
+    sub.graph.eliminate_dead_code()
+    sub.recompile()
+    return sub
+
+
+def run_fx_subgraph(model, chips, units, batch):
+    probe = extract.record(model, chips[:1], units, progress=False)
+    indices = flat_indices(model, probe.units, probe.layers)
+    names = list(units)
+    sub = feature_subgraph(model, names)
+    blocks = []
+    with torch.inference_mode():
+        for x in batches(chips, batch):
+            outs = sub(model.normalise(x))
+            blocks.append(torch.cat([o.flatten(1)[:, indices[name]]
+                                     for name, o in zip(names, outs)], 1))
+    return torch.cat(blocks)
+
+
+RUNNERS = {"forward": run_forward, "record": run_record, "record_1k": run_record,
+           "hooks_clone": run_hooks_clone, "fx_subgraph": run_fx_subgraph}
+
+
+def setup(faces, total_units, method):
+    model = load_dlib_resnet()
+    chips = torch.randint(0, 256, (faces, 3, 150, 150), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(0))
+    units = unit_request(model, 1000 if method == "record_1k" else total_units)
+    return model, chips, units
+
+
+def memory_worker(method, faces, total_units, batch, out_path):
+    """One pass of one method in this fresh process: peak memory, and the responses."""
+    model, chips, units = setup(faces, total_units, method)
+    run = RUNNERS[method]
+    run(model, chips[:batch], units, batch)  # warm-up: allocator, kernel selection
+    rss_before = psutil.Process().memory_info().rss
+    values = run(model, chips, units, batch)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if values is not None:
+        np.save(out_path, values.numpy())
+    print(json.dumps({"method": method, "peak_mb": max(peak - rss_before, 0) / 2**20,
+                      "units": None if values is None else int(values.shape[1])}))
+
+
+def time_methods(faces, total_units, batch, rounds):
+    """Seconds per pass of every method, interleaved round by round in one process so that
+    a change in the machine's load falls on all methods alike."""
+    model, chips, units = setup(faces, total_units, "record")
+    units_1k = unit_request(model, 1000)
+    calls = {m: (RUNNERS[m], units_1k if m == "record_1k" else units) for m in METHODS}
+    for run, request in calls.values():
+        run(model, chips[:batch], request, batch)  # warm-up
+    seconds = {m: [] for m in METHODS}
+    for _ in range(rounds):
+        for method, (run, request) in calls.items():
+            start = time.perf_counter()
+            run(model, chips, request, batch)
+            seconds[method].append(time.perf_counter() - start)
+    return seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--faces", type=int, default=2000)
+    parser.add_argument("--units", type=int, default=10000)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="timed passes of every method, interleaved")
+    parser.add_argument("--quick", action="store_true", help="128 faces, 3 rounds")
+    parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--worker", choices=list(RUNNERS), help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    faces, rounds = (128, 3) if args.quick else (args.faces, args.rounds)
+    if args.worker:
+        memory_worker(args.worker, faces, args.units, args.batch, args.out)
+        return
+
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for method in METHODS:
+            out = os.path.join(tmp, f"{method}.npy")
+            done = subprocess.run(
+                [sys.executable, __file__, "--worker", method, "--faces", str(faces),
+                 "--units", str(args.units), "--batch", str(args.batch), "--out", out],
+                capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                sys.exit(f"{method} failed:\n{done.stderr[-3000:]}")
+            rows[method] = json.loads(done.stdout.strip().splitlines()[-1])
+            rows[method]["path"] = out if rows[method]["units"] else None
+        reference = np.load(rows["record"]["path"])
+        for method in ("hooks_clone", "fx_subgraph"):
+            rows[method]["equal_to_record"] = bool(
+                np.array_equal(np.load(rows[method]["path"]), reference))
+    seconds = time_methods(faces, args.units, args.batch, rounds)
+
+    table = []
+    for method, label in METHODS.items():
+        ratios = [t / f for t, f in zip(seconds[method], seconds["forward"])]
+        table.append({"method": label, "key": method, "faces": faces,
+                      "units": rows[method]["units"],
+                      "seconds": round(float(np.median(seconds[method])), 3),
+                      "ratio_to_forward": round(float(np.median(ratios)), 3),
+                      "peak_mb": round(rows[method]["peak_mb"], 1),
+                      "equal_to_record": rows[method].get("equal_to_record")})
+    print(f"Recording dlib ResNet responses: {faces} chips, batch {args.batch}, on {machine()}")
+    print(f"seconds: median of {rounds} interleaved pass(es); x forward: median ratio to the "
+          f"bare forward pass of the same round")
+    print("peak MB: peak RSS minus RSS before the method, each method in a fresh process")
+    header = (f"{'method':<56} {'units':>6} {'seconds':>8} {'x forward':>9} {'peak MB':>8} "
+              f"{'= record':>8}")
+    print(header)
+    print("-" * len(header))
+    for row in table:
+        equal = "" if row["equal_to_record"] is None else str(row["equal_to_record"])
+        units = "" if row["units"] is None else str(row["units"])
+        print(f"{row['method']:<56} {units:>6} {row['seconds']:>8.2f} "
+              f"{row['ratio_to_forward']:>9.3f} {row['peak_mb']:>8.1f} {equal:>8}")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"benchmark": "extract_record", "machine": machine(), "faces": faces,
+                       "batch": args.batch, "rounds": rounds,
+                       "memory": "peak RSS (getrusage) minus RSS before the method, fresh "
+                       "process per method", "rows": table}, out, indent=2)
+
+
+if __name__ == "__main__":
+    main()
