@@ -8,13 +8,13 @@ The warp is piecewise affine over a Delaunay triangulation of the mean shape. Ch
 used a thin-plate spline; the piecewise-affine warp is the standard active-appearance-model
 choice and has two properties this package relies on: it maps every landmark exactly onto
 its target, and its inverse is again piecewise affine, so warping to the mean shape uses a
-barycentric map computed once at fit time (one gather and one bilinear sample per face).
-The face region is the outline of the jaw line and the eyebrows; pixels
-outside it are background.
+barycentric map computed once at fit time (one matrix product and one bilinear sample per
+face), and synthesis rasterises each triangle with one affine map per face. The face
+region is the outline of the jaw line and the eyebrows; pixels outside it are background.
 
 Synthesised faces are placed as dlib's chip alignment expects (``facelin.faces.face_chips``
-with padding 0.25): the mean face at the size asked for *is* its own aligned chip, so chips
-of synthesised faces can be cut from the returned landmarks without any detection.
+with padding 0.25): each synthesised image *is* its own aligned chip, so chips of
+synthesised faces come from the returned landmarks without any detection.
 
 Images are float in [0, 1] or uint8, shaped ``(N, H, W)`` (grey) or ``(N, H, W, 3)``
 (RGB), or a list of such arrays of different sizes; landmarks are ``(N, 68, 2)`` arrays of
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -331,16 +332,16 @@ class FaceSpace:
                     out[i] = _match_channels(texture, channels)
         return out
 
-    def _render(self, texture_images: torch.Tensor, target: np.ndarray,
-                size: int) -> torch.Tensor:
-        """Warp texture-frame images (B, C, T, T) to target landmark sets (B, 68, 2) given
-        in the pixels of a ``size`` image.
+    def _texture_coordinates(self, target: np.ndarray, size: int) -> np.ndarray:
+        """For target landmark sets (B, 68, 2) in the pixels of a ``size`` image, the point
+        of the texture frame each output pixel shows: (B, size, size, 2) float32 (x, y),
+        -1e4 for pixels outside the face.
 
         Each target triangle is rasterised over its own bounding box (a window as large as
         the largest copy of that triangle in the batch): the barycentric coordinates of a
         pixel are an affine function of its position, so one 3x3 matrix per face and
         triangle gives both the inside test and, through the mean shape's corners, the
-        point of the texture to sample. Pixels outside every triangle get the background.
+        texture point. Plain numpy, so that batches can run on several threads.
         """
         batch, n_pixels = target.shape[0], size * size
         tri = self.triangles_
@@ -353,45 +354,34 @@ class FaceSpace:
         barycentric = np.linalg.inv(vertex_matrix)  # (B, T, 3, 3)
         texture_corners = self.mean_texture_points_[tri]  # (T, 3, 2)
         to_texture = np.einsum("tkj,btki->btji", texture_corners, barycentric)  # (B,T,2,3)
-        barycentric = torch.from_numpy(barycentric).float()
-        to_texture = torch.from_numpy(to_texture).float()
+        barycentric = barycentric.astype(np.float32)
+        to_texture = to_texture.astype(np.float32)
         low = np.floor(corners.min(axis=2)).clip(0, size - 1).astype(np.int64)  # (B, T, 2)
         high = np.ceil(corners.max(axis=2)).clip(0, size - 1).astype(np.int64)
         extent = (high - low).max(axis=0) + 1  # (T, 2) window per triangle
-        low = torch.from_numpy(low)
-        # texture coordinates per output pixel; the extra last entry takes the writes of
-        # window pixels that fall outside their triangle
-        source_x = torch.full((batch, n_pixels + 1), -1e4, dtype=torch.float32)
-        source_y = torch.full((batch, n_pixels + 1), -1e4, dtype=torch.float32)
+        # the extra last entry takes the writes of window pixels outside their triangle
+        source = np.full((2, batch, n_pixels + 1), -1e4, dtype=np.float32)
         for t in range(len(tri)):
             # every quantity is affine in (x, y): a row part (B, 1, w) plus a column part
             # (B, h, 1), so each window pixel costs one addition per quantity
-            px = low[:, t, 0, None] + torch.arange(int(extent[t, 0]))[None]  # (B, w)
-            py = low[:, t, 1, None] + torch.arange(int(extent[t, 1]))[None]  # (B, h)
-            fx, fy = px.float()[:, None, :], py.float()[:, :, None]
-            bary, affine = barycentric[:, t], to_texture[:, t]  # (B, 3, 3), (B, 2, 3)
-            outside_image = torch.where(px < size, 0.0, -1e9)[:, None, :]
-            inside = None
+            px = low[:, t, 0, None] + np.arange(extent[t, 0])  # (B, w)
+            py = low[:, t, 1, None] + np.arange(extent[t, 1])  # (B, h)
+            fx = px.astype(np.float32)[:, None, :]
+            fy = py.astype(np.float32)[:, :, None]
+            bary, affine = barycentric[:, t, :, :, None, None], to_texture[:, t, :, :, None,
+                                                                            None]
+            off_image = np.where(px < size, 0, -1e9).astype(np.float32)[:, None, :]
+            inside = (py < size)[:, :, None]
             for k in range(3):
-                row = bary[:, k, 0, None, None] * fx + bary[:, k, 2, None, None] + outside_image
-                column = bary[:, k, 1, None, None] * fy
-                test = (row + column) >= -1e-5
-                inside = test if inside is None else inside & test
-            inside &= (py < size)[:, :, None]
-            index = torch.where(inside, py[:, :, None] * size + px[:, None, :], n_pixels)
+                inside = inside & ((bary[:, k, 0] * fx + (bary[:, k, 2] + off_image))
+                                   + bary[:, k, 1] * fy >= -1e-5)
+            index = np.where(inside, py[:, :, None] * size + px[:, None, :], n_pixels)
             index = index.reshape(batch, -1)
-            for k, source in enumerate((source_x, source_y)):
-                mapped = (affine[:, k, 0, None, None] * fx + affine[:, k, 2, None, None]) \
-                    + affine[:, k, 1, None, None] * fy
-                source.scatter_(1, index, mapped.reshape(batch, -1))
-        source = torch.stack([source_x, source_y], dim=-1)
-        source = source[:, :n_pixels].reshape(batch, size, size, 2)
-        covered = source[..., 0] > -1e3
-        tsize = self.texture_size
-        sampled = F.grid_sample(texture_images, 2 * source / (tsize - 1) - 1, mode="bilinear",
-                                padding_mode="border", align_corners=True)
-        return torch.where(covered[:, None], sampled,
-                           torch.tensor(self.background, dtype=sampled.dtype))
+            for k in range(2):
+                mapped = (affine[:, k, 0] * fx + affine[:, k, 2]) + affine[:, k, 1] * fy
+                np.put_along_axis(source[k], index, mapped.reshape(batch, -1), axis=1)
+        return np.ascontiguousarray(
+            source[:, :, :n_pixels].reshape(2, batch, size, size).transpose(1, 2, 3, 0))
 
     # ---------------------------------------------------------------- fit / transform
     def fit(self, images, landmarks) -> "FaceSpace":
@@ -493,9 +483,10 @@ class FaceSpace:
         Each face is placed as dlib aligns a face in a ``size`` chip with padding 0.25 (the
         input of dlib's face-recognition network at size 150): with ``margin=0`` each image
         *is* its own aligned chip, ``facelin.faces.face_chips(images, landmarks, size)``
-        returns the images themselves (up to dlib's rounding). dlib's chips are tight and cut the chin of
-        many faces; ``margin`` adds that many pixels on every side (the chip is then the
-        central ``size`` square), e.g. to fit the whole face back with `transform`.
+        returns the images themselves (up to dlib's rounding). dlib's chips are tight and
+        cut the chin of many faces; ``margin`` adds that many pixels on every side (the
+        chip is then the central ``size`` square), e.g. to fit the whole face back with
+        `transform`. Batches of ``batch_size`` faces are rasterised on worker threads.
 
         Returns
         -------
@@ -517,19 +508,30 @@ class FaceSpace:
         fill = torch.from_numpy(self._fill_index)
         components = torch.from_numpy(self.appearance_components_).float()
         mean = torch.from_numpy(self.mean_texture_.reshape(-1)).float()
-        starts = range(0, len(params), batch_size)
-        if progress:
-            from tqdm.auto import tqdm
-            starts = tqdm(starts, desc="synthesising faces", unit="batch")
-        for start in starts:
-            stop = min(start + batch_size, len(params))
-            appearance = torch.from_numpy(params[start:stop, self.n_shape:]).float()
-            flat = (mean + appearance @ components).reshape(stop - start, -1, channels)
-            tsize = self.texture_size
-            texture = flat[:, fill].reshape(stop - start, tsize, tsize, channels)
-            rendered = self._render(texture.permute(0, 3, 1, 2).contiguous(),
-                                    landmarks[start:stop], side)
-            images[start:stop] = rendered.clamp(0, 1).permute(0, 2, 3, 1).numpy()
+        tsize = self.texture_size
+        background = torch.tensor(self.background)
+        batches = [(start, min(start + batch_size, len(params)))
+                   for start in range(0, len(params), batch_size)]
+        # the rasterisation (numpy, many small steps) runs on worker threads, the texture
+        # sampling (one large torch op per batch) on this one
+        with ThreadPoolExecutor(max(1, min(torch.get_num_threads(), len(batches)))) as pool:
+            coordinates = pool.map(lambda bounds: self._texture_coordinates(
+                landmarks[bounds[0]:bounds[1]], side), batches)
+            if progress:
+                from tqdm.auto import tqdm
+                coordinates = tqdm(coordinates, total=len(batches), unit="batch",
+                                   desc="synthesising faces")
+            for (start, stop), source in zip(batches, coordinates):
+                appearance = torch.from_numpy(params[start:stop, self.n_shape:]).float()
+                flat = (mean + appearance @ components).reshape(stop - start, -1, channels)
+                texture = flat[:, fill].reshape(stop - start, tsize, tsize, channels)
+                source = torch.from_numpy(source)
+                grid = 2 * source / (tsize - 1) - 1
+                sampled = F.grid_sample(texture.permute(0, 3, 1, 2), grid, mode="bilinear",
+                                        padding_mode="border", align_corners=True)
+                covered = (source[..., 0] > -1e3)[:, None]
+                rendered = torch.where(covered, sampled, background).clamp(0, 1)
+                images[start:stop] = rendered.permute(0, 2, 3, 1).numpy()
         if channels == 1:
             images = images[..., 0]
         return images, landmarks

@@ -130,6 +130,17 @@ def test_rgb_images_enter_a_grey_space_by_luminance(space, lfw):
                        space.transform(grey, lfw.landmarks[80:83]), atol=1e-3)
 
 
+def test_transform_takes_images_of_different_sizes(space, lfw):
+    from skimage.transform import rescale
+    small = lfw.images[80]
+    large = (rescale(small / 255.0, 2, order=1) * 255).round().astype(np.uint8)
+    points = np.stack([lfw.landmarks[80], lfw.landmarks[80] * 2 + 0.5])
+    params = space.transform([small, large], points)
+    assert np.allclose(params[0, :25], params[1, :25], atol=1e-9)
+    scale = np.sqrt(space.eigenvalues_[25:])
+    assert np.abs((params[0, 25:] - params[1, 25:]) / scale).max() < 0.2
+
+
 def test_an_rgb_space_synthesizes_rgb(lfw):
     rgb = np.repeat(lfw.images[:30, :, :, None], 3, axis=3).copy()
     rgb[..., 0] = rgb[..., 0] // 2

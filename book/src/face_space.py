@@ -120,9 +120,10 @@ axes[1].set_title("blue: the 150x150 chip", fontsize=9);
 # ## The first axes
 #
 # Each row moves one parameter from -3 to +3 standard deviations (the square root of its
-# eigenvalue) with all others at zero. The first shape axes mix head shape with residual
-# pose that alignment cannot remove (yaw, pitch); the first appearance axes are lighting
-# and overall skin tone, as in most appearance models of uncontrolled photographs.
+# eigenvalue) with all others at zero. The first shape axes mix head shape with expression
+# (the mouth opening) and residual pose that alignment cannot remove (yaw, pitch); the first
+# appearance axes are lighting and overall skin tone, as in most appearance models of
+# uncontrolled photographs.
 
 # %%
 steps = np.array([-3, -1.5, 0, 1.5, 3])
@@ -269,7 +270,7 @@ print(f"appearance rms error {np.sqrt((error[:, 25:] ** 2).mean()):.3f} SD, medi
 # `FACE_SOURCE` above.
 
 # %%
-crop = data.lfw_subset()[n_train] if FACE_SOURCE == "lfw_subset" else None
+crop = data.lfw_subset()[face_set.indices[n_train]] if FACE_SOURCE == "lfw_subset" else None
 panels = ([crop] if crop is not None else []) + [originals[0], reconstructions[0]]
 show_grid(panels, 1, len(panels), size=2.2,
           titles=(["source 25x25"] if crop is not None else []) + ["chip", "50-d"]);
