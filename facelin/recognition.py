@@ -7,7 +7,6 @@ predicted from face parameters, or the parameters themselves.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -63,6 +62,7 @@ class Identification:
     cmc: np.ndarray
     n_probes: int
     n_identities: int
+    ranks: np.ndarray | None = None  # each probe's rank of its true identity (1 = nearest)
 
     @property
     def rank1(self) -> float:
@@ -97,7 +97,8 @@ def identify(gallery, gallery_labels, probes, probe_labels, metric: str = "cosin
     # Ties count against the probe: rank = number of identities at least as close.
     rank = (per_identity < true_distance[:, None]).sum(1) + 1
     cmc = np.array([(rank <= k).mean() for k in range(1, len(identities) + 1)])
-    return Identification(cmc=cmc, n_probes=len(probes), n_identities=len(identities))
+    return Identification(cmc=cmc, n_probes=len(probes), n_identities=len(identities),
+                          ranks=rank)
 
 
 def roc_curve(scores, same) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -161,15 +162,9 @@ class Verification:
     folds: dict = field(default_factory=dict)  # metric name -> per-fold values
 
     def interval(self, name: str, level: float = 0.95) -> tuple[float, float, float]:
-        """Mean over folds and its ``level`` t-interval for a metric ('auc', 'eer',
-        'tar@far=0.01', ...)."""
-        values = np.asarray(self.folds[name], dtype=np.float64)
-        mean = float(values.mean())
-        if len(values) < 2:
-            return mean, float("nan"), float("nan")
-        half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(
-            len(values))
-        return mean, mean - half, mean + half
+        """Mean over folds and its ``level`` t-interval (clipped to [0, 1]) for a metric
+        ('auc', 'eer', 'tar@far=0.01', ...)."""
+        return _t_interval(self.folds[name], level)
 
     def summary(self) -> dict:
         out = {"auc": self.auc, "eer": self.eer}
@@ -191,6 +186,19 @@ def all_pairs(labels) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([i, j], axis=1), labels[i] == labels[j]
 
 
+def identity_folds(labels, n_folds: int = 10, seed: int = 0) -> np.ndarray:
+    """The fold (0..n_folds-1) of each row, identities dealt to folds at random with
+    ``seed`` so that all images of an identity share a fold."""
+    labels = np.asarray(labels)
+    identities = np.unique(labels)
+    if len(identities) < n_folds:
+        raise ValueError(f"{len(identities)} identities cannot be split into {n_folds} folds")
+    rng = np.random.default_rng(seed)
+    identity_fold = dict(zip(rng.permutation(identities).tolist(),
+                             np.arange(len(identities)) % n_folds))
+    return np.array([identity_fold[x] for x in labels.tolist()])
+
+
 def verify(features, labels=None, pairs=None, same=None, folds=None, metric: str = "cosine",
            n_folds: int = 10, fars: Sequence[float] = (1e-2, 1e-3), seed: int = 0
            ) -> Verification:
@@ -209,13 +217,7 @@ def verify(features, labels=None, pairs=None, same=None, folds=None, metric: str
     if labels is not None:
         labels = _as_labels(labels, n, "labels")
         pairs, same = all_pairs(labels)
-        identities = np.unique(labels)
-        if len(identities) < n_folds:
-            raise ValueError(f"{len(identities)} identities cannot be split into {n_folds} folds")
-        rng = np.random.default_rng(seed)
-        identity_fold = dict(zip(rng.permutation(identities).tolist(),
-                                 np.arange(len(identities)) % n_folds))
-        fold_of_row = np.array([identity_fold[x] for x in labels.tolist()])
+        fold_of_row = identity_folds(labels, n_folds, seed)
         fa, fb = fold_of_row[pairs[:, 0]], fold_of_row[pairs[:, 1]]
         folds = np.where(fa == fb, fa, -1)  # cross-fold pairs count only in the pooled ROC
     else:
@@ -244,61 +246,245 @@ def verify(features, labels=None, pairs=None, same=None, folds=None, metric: str
 
 
 # ---------------------------------------------------------------------------------------
-# LFW's standard verification protocol
+# Comparing feature sets on held-out identities
+
+
+def split_identities(labels, fitting_fraction: float = 0.5, seed: int = 0) -> np.ndarray:
+    """True for the rows of the fitting identities, False for the evaluation identities:
+    a ``fitting_fraction`` of the identities drawn at random with ``seed``, so that no
+    identity is on both sides."""
+    labels = np.asarray(labels)
+    identities = np.unique(labels)
+    n_fitting = int(round(fitting_fraction * len(identities)))
+    if not 0 < n_fitting < len(identities):
+        raise ValueError(f"fitting_fraction {fitting_fraction} of {len(identities)} identities "
+                         "leaves one side empty")
+    chosen = np.random.default_rng(seed).permutation(identities)[:n_fitting]
+    return np.isin(labels, chosen)
+
+
+def gallery_mask(labels) -> np.ndarray:
+    """True for the first image of each identity (the gallery), False for the others (the
+    probes). Every identity needs at least two images."""
+    labels = np.asarray(labels)
+    identities, first, counts = np.unique(labels, return_index=True, return_counts=True)
+    if (counts < 2).any():
+        raise ValueError(f"identities {identities[counts < 2][:10].tolist()} have a single "
+                         "image: identification needs a gallery image and a probe")
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[first] = True
+    return mask
+
+
+class Whitener:
+    """PCA whitening fitted on one set of features and applied to any other: centre by
+    the fitted mean, project on the fitted principal axes, divide each by its standard
+    deviation. Axes with variance below ``tolerance`` times the largest are dropped, so a
+    rank-deficient fitting set (more features than images) stays well defined."""
+
+    def __init__(self, tolerance: float = 1e-10):
+        self.tolerance = tolerance
+
+    def fit(self, features) -> "Whitener":
+        x = _as_features(features, "features")
+        if len(x) < 2:
+            raise ValueError("whitening needs at least two rows")
+        self.mean_ = x.mean(0)
+        variances, axes = np.linalg.eigh(np.cov(x - self.mean_, rowvar=False).reshape(
+            x.shape[1], x.shape[1]))
+        keep = variances > self.tolerance * max(variances.max(), 1e-300)
+        if not keep.any():
+            raise ValueError("features have no variance to whiten")
+        self.components_ = axes[:, keep] / np.sqrt(variances[keep])
+        return self
+
+    def transform(self, features) -> np.ndarray:
+        if not hasattr(self, "components_"):
+            raise RuntimeError("call fit before transform")
+        x = _as_features(features, "features")
+        if x.shape[1] != len(self.mean_):
+            raise ValueError(f"expected {len(self.mean_)} features, got {x.shape[1]}")
+        return (x - self.mean_) @ self.components_
+
+
+def _fold_values(values, folds) -> np.ndarray:
+    return np.array([values[folds == f].mean() for f in np.unique(folds)])
+
+
+def _t_interval(values, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and ``level`` t-interval of per-fold rates, clipped to [0, 1]."""
+    values = np.asarray(values, dtype=np.float64)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(
+        len(values))
+    return mean, max(mean - half, 0.0), min(mean + half, 1.0)
 
 
 @dataclass
-class LFWPairs:
-    """The pairs of LFW's ``pairs.txt``: image paths, whether each pair is the same
-    person, and the fold (0..9) of each pair."""
+class Evaluation:
+    """One feature set scored on the evaluation identities with the metric and whitening
+    chosen on the fitting identities.
 
-    paths: list
-    pairs: np.ndarray
-    same: np.ndarray
-    folds: np.ndarray
+    identification : rank-k of each probe (every image but an identity's first) against
+        the gallery (every identity's first image); ``rank1_folds`` its rank-1 accuracy
+        over the probes of each identity fold (the interval's source).
+    verification : all pairs of evaluation images, folds split by identity.
+    candidates : the fitting-identity rank-1 and AUC of every metric/whitening tried.
+    """
+
+    metric: str
+    whitened: bool
+    identification: Identification
+    rank1_folds: np.ndarray
+    verification: Verification
+    candidates: list
+
+    def rank1_interval(self, level: float = 0.95) -> tuple[float, float, float]:
+        """Mean rank-1 over identity folds and its ``level`` t-interval."""
+        return _t_interval(self.rank1_folds, level)
+
+    def summary(self) -> dict:
+        """Headline numbers: pooled rank-1, AUC, EER, TAR at each FAR, and the 95%
+        intervals over identity folds of rank-1, AUC and EER."""
+        out = {"metric": self.metric + (" (whitened)" if self.whitened else ""),
+               "rank1": self.identification.rank1}
+        _, out["rank1_low"], out["rank1_high"] = self.rank1_interval()
+        for name in ("auc", "eer"):
+            out[name] = getattr(self.verification, name)
+            _, out[f"{name}_low"], out[f"{name}_high"] = self.verification.interval(name)
+        out.update({f"tar@far={f:g}": v for f, v in self.verification.tar_at_far.items()})
+        return out
 
 
-def read_lfw_pairs(root) -> LFWPairs:
-    """Parse ``<root>/pairs.txt`` (first line: folds and pairs per class, e.g. ``10 300``;
-    then per fold the matched lines ``name i j`` and the mismatched lines
-    ``name1 i name2 j``). Images are ``<root>/<name>/<name>_<i:04d>.jpg``, or under
-    ``<root>/lfw/`` or ``<root>/lfw_funneled/`` when those folders hold them."""
-    root = Path(root)
-    pairs_file = root / "pairs.txt"
-    if not pairs_file.is_file():
-        raise FileNotFoundError(f"no pairs.txt in {root}")
-    lines = [ln.split() for ln in pairs_file.read_text().splitlines() if ln.strip()]
-    try:
-        n_folds, per_class = int(lines[0][0]), int(lines[0][1])
-    except (IndexError, ValueError):
-        raise ValueError(f"{pairs_file}: first line must be '<folds> <pairs per class>'")
-    expected = n_folds * 2 * per_class
-    if len(lines) - 1 != expected:
-        raise ValueError(f"{pairs_file}: header promises {expected} pairs, found {len(lines) - 1}")
-    image_root = next((d for d in (root / "lfw", root / "lfw_funneled") if d.is_dir()), root)
-    index: dict = {}
-    pairs, same = [], []
+def _score(fitting, fitting_labels, metric: str) -> tuple[float, float]:
+    gallery = gallery_mask(fitting_labels)
+    rank1 = identify(fitting[gallery], fitting_labels[gallery], fitting[~gallery],
+                     fitting_labels[~gallery], metric).rank1
+    pairs, same = all_pairs(fitting_labels)
+    d = distances(fitting, metric=metric)
+    far, tar, _ = roc_curve(-d[pairs[:, 0], pairs[:, 1]], same)
+    return rank1, _auc(far, tar)
 
-    def image(name, number):
-        path = str(image_root / name / f"{name}_{int(number):04d}.jpg")
-        return index.setdefault(path, len(index))
 
-    for k, parts in enumerate(lines[1:], start=2):
-        if len(parts) == 3:
-            pairs.append((image(parts[0], parts[1]), image(parts[0], parts[2])))
-            same.append(True)
-        elif len(parts) == 4:
-            pairs.append((image(parts[0], parts[1]), image(parts[2], parts[3])))
-            same.append(False)
-        else:
-            raise ValueError(f"{pairs_file}, line {k}: expected 3 or 4 fields, got {parts}")
-    folds = np.repeat(np.arange(n_folds), 2 * per_class)
-    paths = list(index)
-    missing = [p for p in paths if not Path(p).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} images named in pairs.txt are missing, "
-                                f"e.g. {missing[0]}")
-    return LFWPairs(paths=paths, pairs=np.array(pairs), same=np.array(same), folds=folds)
+def evaluate(fitting, fitting_labels, evaluation, evaluation_labels,
+             metrics: Sequence[str] = METRICS, whiten: Sequence[bool] = (False, True),
+             n_folds: int = 10, seed: int = 0) -> Evaluation:
+    """Score a feature set on held-out identities, every choice made on the others.
+
+    ``fitting`` (images of the fitting identities) picks, among ``metrics`` x ``whiten``,
+    the combination with the best rank-1 identification (ties: the best verification
+    AUC) on the fitting identities; whitening (`Whitener`) is fitted on ``fitting`` too.
+    ``evaluation`` (images of the evaluation identities, none shared with the fitting
+    ones) is then scored once with that choice: identification of each identity's later
+    images against its first, and verification of all pairs, with intervals over
+    ``n_folds`` folds of identities.
+    """
+    fitting = _as_features(fitting, "fitting")
+    evaluation = _as_features(evaluation, "evaluation")
+    fitting_labels = _as_labels(fitting_labels, len(fitting), "fitting_labels")
+    evaluation_labels = _as_labels(evaluation_labels, len(evaluation), "evaluation_labels")
+    if fitting.shape[1] != evaluation.shape[1]:
+        raise ValueError(f"fitting and evaluation have {fitting.shape[1]} and "
+                         f"{evaluation.shape[1]} features")
+    shared = np.intersect1d(fitting_labels, evaluation_labels)
+    if len(shared):
+        raise ValueError(f"identities {shared[:10].tolist()} are in both the fitting and "
+                         "the evaluation set")
+    if not metrics or not whiten:
+        raise ValueError("give at least one metric and one whitening option")
+    whitener = Whitener().fit(fitting) if any(whiten) else None
+    candidates = []
+    for whitened in whiten:
+        x = whitener.transform(fitting) if whitened else fitting
+        for metric in metrics:
+            rank1, auc = _score(x, fitting_labels, metric)
+            candidates.append({"metric": metric, "whitened": bool(whitened),
+                               "fitting_rank1": rank1, "fitting_auc": auc})
+    best = max(candidates, key=lambda c: (c["fitting_rank1"], c["fitting_auc"]))
+    x = whitener.transform(evaluation) if best["whitened"] else evaluation
+    gallery = gallery_mask(evaluation_labels)
+    identification = identify(x[gallery], evaluation_labels[gallery], x[~gallery],
+                              evaluation_labels[~gallery], best["metric"])
+    folds = identity_folds(evaluation_labels, n_folds, seed)
+    rank1_folds = _fold_values(identification.ranks == 1, folds[~gallery])
+    verification = verify(x, labels=evaluation_labels, metric=best["metric"],
+                          n_folds=n_folds, seed=seed)
+    return Evaluation(metric=best["metric"], whitened=best["whitened"],
+                      identification=identification, rank1_folds=rank1_folds,
+                      verification=verification, candidates=candidates)
+
+
+def compare(feature_sets: dict, fitting_labels, evaluation_labels, options: dict | None = None,
+            n_folds: int = 10, seed: int = 0):
+    """`evaluate` for every entry ``name -> (fitting, evaluation)`` of ``feature_sets``;
+    ``options`` may give a name its own `evaluate` keywords (e.g. a fixed metric).
+    Returns a table (one row per feature set: the `Evaluation.summary` numbers) and the
+    evaluations by name."""
+    import pandas as pd
+
+    options = options or {}
+    unknown = set(options) - set(feature_sets)
+    if unknown:
+        raise ValueError(f"options name unknown feature sets {sorted(unknown)}")
+    evaluations = {name: evaluate(fit, fitting_labels, ev, evaluation_labels, n_folds=n_folds,
+                                  seed=seed, **options.get(name, {}))
+                   for name, (fit, ev) in feature_sets.items()}
+    table = pd.DataFrame({name: e.summary() for name, e in evaluations.items()}).T
+    return table, evaluations
+
+
+def distance_agreement(a, b, metric_a: str = "euclidean", metric_b: str = "euclidean") -> float:
+    """Spearman rank correlation between the pairwise distances of the same items under
+    two representations (rows of ``a`` and ``b``): 1 when they order every pair alike."""
+    a, b = _as_features(a, "a"), _as_features(b, "b")
+    if len(a) != len(b) or len(a) < 3:
+        raise ValueError(f"a and b need the same rows, at least 3; got {len(a)} and {len(b)}")
+    i, j = np.triu_indices(len(a), k=1)
+    return float(stats.spearmanr(distances(a, metric=metric_a)[i, j],
+                                 distances(b, metric=metric_b)[i, j]).statistic)
+
+
+# ---------------------------------------------------------------------------------------
+# LFW's standard verification protocol
+
+
+class DescriptorExtractor:
+    """An ``extractor`` for :func:`lfw_pairs_protocol`: dlib's detector and 68-point
+    predictor place the landmarks, `facelin.faces.face_chips` aligns the face, and
+    ``model`` (e.g. dlib's ResNet, `facelin.experiment.network`) gives the responses of
+    ``layer``. Where the detector finds no face, the predictor is given the central half
+    of the image (LFW's images are centred on the face); ``n_undetected`` counts them."""
+
+    def __init__(self, model, layer: str = "descriptor", batch_size: int = 50,
+                 progress: bool = True):
+        self.model, self.layer, self.batch_size, self.progress = (model, layer, batch_size,
+                                                                 progress)
+        self.n_undetected = 0
+
+    def __call__(self, images) -> np.ndarray:
+        from . import extract
+        from .faces import FaceNotFoundError, face_chips, landmarks
+
+        images = [image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
+                  for image in images]
+        try:
+            points = landmarks(images)
+        except FaceNotFoundError as error:
+            boxes = np.array([[w / 4, h / 4, 3 * w / 4, 3 * h / 4] for h, w in
+                              (image.shape[:2] for image in images)])
+            missed = np.asarray(error.indices)
+            self.n_undetected += len(missed)
+            found = np.setdiff1d(np.arange(len(images)), missed)
+            points = np.empty((len(images), 68, 2))
+            if len(found):
+                points[found] = landmarks([images[i] for i in found])
+            points[missed] = landmarks([images[i] for i in missed], boxes=boxes[missed])
+        chips = face_chips(images, points)
+        return extract.record(self.model, chips, {self.layer: "all"},
+                              batch_size=self.batch_size,
+                              progress=self.progress).values.double().numpy()
 
 
 @dataclass
@@ -308,6 +494,7 @@ class LFWResult:
 
     fold_accuracy: np.ndarray
     verification: Verification
+    paths: list = field(default_factory=list)  # the images scored, in feature-row order
 
     @property
     def accuracy(self) -> float:
@@ -324,24 +511,204 @@ def _best_threshold(scores, same) -> float:
     return float(candidates[int(np.argmax(accuracy))])
 
 
-def lfw_pairs_protocol(root, extractor: Callable, metric: str = "euclidean") -> LFWResult:
+def lfw_pairs_protocol(root, extractor: Callable, metric: str = "euclidean",
+                       pairs_file: str = "pairs.txt", progress: bool = True) -> LFWResult:
     """LFW's 10-fold verification protocol for any feature extractor.
 
-    ``extractor`` maps a list of image paths to an (n, d) feature array. For each fold the
-    accept threshold is the one that maximises accuracy on the nine other folds; the
-    reported accuracy is the mean over folds (the figure dlib's 99.38% refers to).
+    ``root`` is an LFW folder as :func:`facelin.datasets.load_lfw` reads it (the standard
+    layout or scikit-learn's cache). ``extractor`` maps a list of images ((H, W) or
+    (H, W, 3) uint8 arrays: those the pairs name, in the order of ``LFWResult.paths``) to
+    an (n, d) feature array. For each fold the accept threshold is the one that maximises
+    accuracy on the nine other folds; the reported accuracy is the mean over folds (the
+    figure dlib's 99.38% refers to). Every pair must be usable: a missing pairs file, or
+    a pair naming a missing or unreadable image, raises an error naming it.
     """
-    lfw = read_lfw_pairs(root)
-    features = _as_features(extractor(lfw.paths), "extractor output")
-    if len(features) != len(lfw.paths):
-        raise ValueError(f"extractor returned {len(features)} rows for {len(lfw.paths)} images")
+    from .datasets import load_lfw
+
+    lfw = load_lfw(root, pairs_file=pairs_file, progress=progress)
+    if lfw.pairs_file is None:
+        raise FileNotFoundError(f"no {pairs_file} found with the LFW images under {root}")
+    broken = [reason for path, reason in lfw.problems if path == str(lfw.pairs_file)]
+    if broken:
+        raise FileNotFoundError(f"{lfw.pairs_file}: {len(broken)} pairs cannot be scored, "
+                                f"e.g. {broken[0]}")
+    used, pairs = np.unique(lfw.pairs, return_inverse=True)
+    pairs = pairs.reshape(lfw.pairs.shape)
+    features = _as_features(extractor([lfw.faces.images[i] for i in used]),
+                            "extractor output")
+    if len(features) != len(used):
+        raise ValueError(f"extractor returned {len(features)} rows for {len(used)} images")
     d = distances(features, metric=metric)
-    scores = -d[lfw.pairs[:, 0], lfw.pairs[:, 1]]
+    scores = -d[pairs[:, 0], pairs[:, 1]]
     accuracy = []
     for f in np.unique(lfw.folds):
         test = lfw.folds == f
         threshold = _best_threshold(scores[~test], lfw.same[~test])
         accuracy.append(((scores[test] >= threshold) == lfw.same[test]).mean())
-    verification = verify(features, pairs=lfw.pairs, same=lfw.same, folds=lfw.folds,
+    verification = verify(features, pairs=pairs, same=lfw.same, folds=lfw.folds,
                           metric=metric)
-    return LFWResult(fold_accuracy=np.array(accuracy), verification=verification)
+    return LFWResult(fold_accuracy=np.array(accuracy), verification=verification,
+                     paths=[lfw.faces.paths[i] for i in used])
+
+
+# ---------------------------------------------------------------------------------------
+# Identity sets: the CNN's features and the linear model's, side by side
+
+
+MARGIN = 10  # pixels around each synthetic chip, so that the whole face can be fitted
+
+
+@dataclass
+class IdentityFeatures:
+    """What each image of an identity set gives the comparison.
+
+    labels : (n,) identity; params : (n, P) generating parameters; fitted : (n, P)
+    parameters fitted to the image by ``FaceSpace.transform`` with dlib's landmarks;
+    responses : network name -> (n, d) responses of ``layer``; undetected : images where
+    dlib's detector found no face (their landmarks come from the predictor started on the
+    mean face's box instead).
+    """
+
+    labels: np.ndarray
+    params: np.ndarray
+    fitted: np.ndarray
+    responses: dict
+    undetected: np.ndarray
+
+
+def identity_features(ids, space, models: dict, layer: str = "descriptor",
+                      batch_size: int = 50, progress: bool = False) -> IdentityFeatures:
+    """Network responses and fitted parameters of a `facelin.datasets.IdentitySet`.
+
+    Each image is cut into a dlib chip with its exact landmarks (so the networks see
+    aligned faces, as dlib's pipeline gives them) and recorded at ``layer`` of every
+    model in ``models`` (name -> network). Its parameters are fitted with the landmarks
+    dlib finds in it, not the generator's: the route a real photograph takes. Where
+    dlib's detector finds no face, its 68-point predictor starts from the box of the
+    mean face where the generator centres faces (as LFW's images are centred); those
+    images are listed in ``undetected``.
+    """
+    from . import extract
+    from .faces import FaceNotFoundError, face_chips, landmarks
+
+    images = ids.images
+    try:
+        found = landmarks(images)
+        undetected = np.zeros(0, dtype=np.int64)
+    except FaceNotFoundError as error:
+        undetected = np.asarray(error.indices, dtype=np.int64)
+        detected = np.setdiff1d(np.arange(len(images)), undetected)
+        found = np.empty((len(images), 68, 2))
+        if len(detected):
+            found[detected] = landmarks(images[detected])
+        margin = (images.shape[1] - 150) / 2
+        mean_face = space.shape_landmarks(np.zeros((1, space.n_shape)))[0] + margin
+        box = np.r_[mean_face.min(0), mean_face.max(0)]
+        found[undetected] = landmarks(images[undetected],
+                                      boxes=np.tile(box, (len(undetected), 1)))
+    fitted = space.transform(images, found)
+    chips = face_chips(images, ids.landmarks)
+    responses = {name: extract.record(model, chips, {layer: "all"}, batch_size=batch_size,
+                                      progress=progress).values.double().numpy()
+                 for name, model in models.items()}
+    return IdentityFeatures(labels=ids.labels, params=ids.params, fitted=fitted,
+                            responses=responses, undetected=undetected)
+
+
+def linear_feature_sets(features: IdentityFeatures, fitting: np.ndarray, space,
+                        network: str = "trained", floor: str | None = "untrained"):
+    """The feature sets of the comparison, every linear map fitted on the ``fitting`` rows.
+
+    Returns ``(sets, options)`` for :func:`compare`: ``sets`` maps a name to (fitting rows,
+    evaluation rows) of
+
+    - ``CNN``: the network's own responses;
+    - ``decoded params``: the normalised generating parameters decoded linearly (ridge,
+      penalty by cross-validation) from the responses;
+    - ``encoded (true-param fit)``: responses predicted linearly from the parameters fitted
+      to each image, by an encoder fitted on the generating parameters;
+    - ``encoded (fitted-param fit)``: the same with an encoder fitted on fitted parameters;
+    - ``fitted params``: the fitted parameters themselves (normalised);
+    - ``true params, normalised`` and ``true params, whitened``: the generating
+      parameters, the ceiling of the space, by Euclidean distance (fixed in ``options``);
+    - ``untrained CNN`` (``floor``, when recorded): the untrained network's responses.
+
+    Parameters are normalised with Chang & Tsao's normalisation referred to the fitting
+    rows. The fitting rows of a linear route are its cross-validated predictions (folds of
+    contiguous rows, so of whole identities when rows are grouped by identity), so metric
+    choices are made on predictions of images the map did not see.
+    """
+    from .encoding import LinearDecoder, LinearEncoder
+
+    fitting = np.asarray(fitting, dtype=bool)
+    if fitting.shape != features.labels.shape or fitting.all() or not fitting.any():
+        raise ValueError("fitting must mark some, not all, rows of the features")
+    fit, ev = fitting, ~fitting
+    responses = features.responses[network]
+    true = space.normalize(features.params, reference=features.params[fit])
+    fitted = space.normalize(features.fitted, reference=features.fitted[fit])
+    decoder = LinearDecoder(cv=10).fit(responses[fit], true[fit])
+    encoder_true = LinearEncoder().fit(true[fit], responses[fit])
+    encoder_fitted = LinearEncoder().fit(fitted[fit], responses[fit])
+    # the true-parameter encoder meets fitted parameters: express them in its units
+    fitted_as_true = space.normalize(features.fitted, reference=features.params[fit])
+
+    def numpy(t):
+        return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
+
+    sets = {
+        "CNN": (responses[fit], responses[ev]),
+        "decoded params": (numpy(decoder.cv_predictions_), numpy(decoder.predict(
+            responses[ev]))),
+        "encoded (true-param fit)": (numpy(encoder_true.predict(fitted_as_true[fit])),
+                                     numpy(encoder_true.predict(fitted_as_true[ev]))),
+        "encoded (fitted-param fit)": (numpy(encoder_fitted.cv_predictions_),
+                                       numpy(encoder_fitted.predict(fitted[ev]))),
+        "fitted params": (fitted[fit], fitted[ev]),
+        "true params, normalised": (true[fit], true[ev]),
+        "true params, whitened": (true[fit], true[ev]),
+    }
+    if floor is not None and floor in features.responses:
+        sets["untrained CNN"] = (features.responses[floor][fit], features.responses[floor][ev])
+    options = {"true params, normalised": {"metrics": ("euclidean",), "whiten": (False,)},
+               "true params, whitened": {"metrics": ("euclidean",), "whiten": (True,)}}
+    return sets, options
+
+
+def nuisance_sweep(space, models: dict, strengths: Sequence[float], n_identities: int,
+                   n_per_identity: int, fitting_fraction: float = 0.5, seed: int = 0,
+                   n_folds: int = 10, margin: int = MARGIN, progress: bool = True):
+    """Rank-1 and AUC of every feature set as the nuisance grows, three ways: image
+    nuisance alone (illumination, pose, noise; no parameter jitter), parameter jitter
+    alone, and both together (``Nuisance.at``). The same identities and random draws
+    serve every strength; faces are synthesised with ``margin`` pixels around the chip.
+    Returns a long table with columns ``nuisance``, ``strength``,
+    ``features``, ``rank1``, ``auc``, ``undetected`` (faces dlib's detector missed)."""
+    import pandas as pd
+
+    from .datasets import Nuisance, identity_set
+
+    kinds = {"image": lambda s: Nuisance.at(image=s, jitter=0.0),
+             "jitter": lambda s: Nuisance.at(image=0.0, jitter=s),
+             "both": lambda s: Nuisance.at(image=s, jitter=s)}
+    runs = [(kind, s) for kind in kinds for s in strengths]
+    if progress:
+        from tqdm.auto import tqdm
+        runs = tqdm(runs, desc="nuisance sweep")
+    rows, done = [], {}
+    for kind, strength in runs:
+        nuisance = kinds[kind](float(strength))
+        if nuisance not in done:  # strength 0 is the same set for every kind
+            ids = identity_set(space, n_identities, n_per_identity, nuisance, seed=seed,
+                               margin=margin)
+            features = identity_features(ids, space, models)
+            fitting = split_identities(features.labels, fitting_fraction, seed)
+            sets, options = linear_feature_sets(features, fitting, space)
+            table, _ = compare(sets, features.labels[fitting], features.labels[~fitting],
+                               options, n_folds=n_folds, seed=seed)
+            done[nuisance] = (table, len(features.undetected))
+        table, undetected = done[nuisance]
+        for name, row in table.iterrows():
+            rows.append({"nuisance": kind, "strength": float(strength), "features": name,
+                         "rank1": row["rank1"], "auc": row["auc"], "undetected": undetected})
+    return pd.DataFrame(rows)
