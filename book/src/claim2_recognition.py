@@ -34,7 +34,7 @@
 # 1e-2 and 1e-3. Intervals are 95% t-intervals over 10 folds of evaluation identities.
 
 # %%
-LARGE = False             # True: larger identity sets and a finer sweep (~15 min)
+LARGE = False             # True: larger identity sets and a finer sweep (10-20 min)
 N_IDENTITIES = 200 if LARGE else 60     # half fitting, half evaluation
 N_PER_IDENTITY = 4
 SWEEP_IDENTITIES = 100 if LARGE else 30
@@ -235,7 +235,52 @@ else:
 # %% [markdown]
 # ## Verdict
 #
-# VERDICT
+# At the default nuisance, on 30 identities the linear maps never saw (90 probes; the
+# table above has the intervals):
+#
+# - **The CNN** identifies 0.99 of the probes (rank-1), verifies with AUC 0.999 and an
+#   EER of 0.01, and accepts 0.95 of genuine pairs at a false-accept rate of 1e-3.
+# - **The true parameters** (the ceiling) are perfect: rank-1 1.00, AUC 1.000, by
+#   Euclidean distance after normalisation or after whitening. These identities were
+#   drawn in the space, and within-identity jitter is small beside the spread between
+#   identities; this is the linear model's best case, and no photograph gives it.
+# - **Parameters decoded linearly from the CNN's descriptor** come close to the CNN:
+#   rank-1 0.93, AUC 0.995, EER 0.03, but only 0.68 of genuine pairs at FAR 1e-3.
+# - **The route a photograph must take**, parameters fitted to the image from dlib's
+#   landmarks and the descriptor predicted linearly from them, falls clearly behind:
+#   rank-1 0.73 (encoder fitted on generating parameters) and 0.79 (fitted on fitted
+#   parameters), AUC 0.96 and 0.95, EER 0.12, TAR at FAR 1e-3 0.48 and 0.65. The fitted
+#   parameters by themselves do as well (rank-1 0.77, AUC 0.96): the linear map neither
+#   adds nor loses much; what is lost, is lost in fitting the image.
+# - **The untrained network** is the floor: rank-1 0.41, AUC 0.88.
+#
+# The sweep (smaller sets: 15 evaluation identities, 30 probes) shows what the nuisance
+# does to each. *Image nuisance* (shading, pose, pixel noise) leaves the CNN untouched,
+# rank-1 1.0 at twice the default, and barely touches decoded parameters (0.9), but it
+# moves the parameters fitted to the image: the fitted-parameter routes fall to 0.6-0.7.
+# *Parameter jitter* lives inside the space and hurts everyone, the CNN and the true
+# parameters alike (0.8 at twice the default), the linear routes more (0.4-0.6), since
+# decoding and fitting errors add to it. With *both*, at twice the default, the CNN keeps
+# 0.5 and the fitted-parameter routes 0.2.
+#
+# On the real LFW faces the two representations agree only weakly on which faces are
+# alike: the rank correlation of pairwise distances between predicted and actual
+# descriptors is 0.19 (0.29 on the synthetic evaluation images; 0.09 for the fitted
+# parameters themselves). dlib's detector missed 36 of the 240 synthetic faces (their
+# landmarks started from the mean face's box).
+#
+# **In plain words:** the CNN's descriptor holds the face parameters linearly, well
+# enough that parameters read out of it recognise nearly as well as the CNN (0.93 against
+# 0.99 rank-1). But the paper's stronger reading, that a linear model in the parameter
+# space recognises faces as well as the CNN, holds here only when the model is handed
+# the generating parameters. Given an image, as with any real photograph, the linear
+# model must first fit the parameters, and there it falls behind the CNN (rank-1 about
+# 0.75-0.8 against 0.99, EER 0.12 against 0.01), further behind as the image nuisance
+# grows, which the CNN was trained to ignore and the parameter fit is not.
+#
+# At the default size this chapter executed in 3 to 4.5 minutes on the book's shared
+# 2-core CPU (about 100 s of CPU time); `LARGE = True` runs 200 identities and a sweep of
+# 100 identities at five strengths.
 
 # %%
 headline = {name: {k: row[k] for k in ("rank1", "rank1_low", "rank1_high", "auc", "auc_low",
