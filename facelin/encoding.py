@@ -216,3 +216,41 @@ def units_for_accuracy(curve: pd.DataFrame, target: float = 0.8, n_candidates: i
         return float(sizes[0])
     t = (target - acc[i - 1]) / (acc[i] - acc[i - 1])
     return float(sizes[i - 1] + t * (sizes[i] - sizes[i - 1]))
+
+
+def _varying(responses: torch.Tensor) -> torch.Tensor:
+    """Columns that vary across faces (a ReLU unit silent for every face carries no code)."""
+    return responses[:, responses.std(0) > 0]
+
+
+def layer_summary(params, responses, n_shape: int = 25, cv: int = 10,
+                  decoder_alphas: Sequence[float] | None = DEFAULT_ALPHAS,
+                  n_candidates: Sequence[int] = (2, 50), seed: int = 0) -> dict:
+    """Claim 1 for one set of units: encoding and decoding scores, cross-validated.
+
+    Returns a dict with the median encoding EV over units (``encoding_ev``), the decoding
+    EV averaged over the shape and appearance dimensions (``decoding_ev_shape``,
+    ``decoding_ev_appearance``), the variance-weighted decoding EV of each block and of
+    all dimensions (``pooled_ev_*``), identification accuracy of the decoded parameters
+    among ``n_candidates`` (``identification_<N>``) and the number of varying units.
+    Units that never vary are dropped first.
+    """
+    x = _as_matrix(params, "params")
+    r = _varying(_as_matrix(responses, "responses"))
+    if r.shape[1] == 0:
+        raise ValueError("no unit varies across the faces")
+    encoder = LinearEncoder(cv=cv).fit(x, r)
+    decoder = LinearDecoder(alphas=decoder_alphas, cv=cv).fit(r, x)
+    decoded = decoder.cv_predictions_
+    accuracy = identification_accuracy(decoded, x, list(n_candidates), seed=seed)
+    out = {
+        "units": r.shape[1],
+        "encoding_ev": float(encoder.ev_.median()),
+        "decoding_ev_shape": float(decoder.ev_[:n_shape].mean()),
+        "decoding_ev_appearance": float(decoder.ev_[n_shape:].mean()),
+        "pooled_ev_shape": pooled_explained_variance(x[:, :n_shape], decoded[:, :n_shape]),
+        "pooled_ev_appearance": pooled_explained_variance(x[:, n_shape:], decoded[:, n_shape:]),
+        "pooled_ev": pooled_explained_variance(x, decoded),
+    }
+    out.update({f"identification_{c}": float(a) for c, a in zip(n_candidates, accuracy)})
+    return out

@@ -93,3 +93,18 @@ def test_bad_input():
         encoding.LinearEncoder().predict(np.ones((3, 2)))
     with pytest.raises(ValueError, match="NaN"):
         encoding.LinearEncoder().fit(np.full((10, 2), np.nan), np.ones((10, 2)))
+
+
+def test_layer_summary_separates_signal_from_shuffled(planted):
+    x, r, _, _ = planted
+    silent = torch.cat([r, torch.zeros(len(r), 4, dtype=torch.float64)], dim=1)
+    summary = encoding.layer_summary(x, silent, n_shape=4, cv=5, n_candidates=(2, 20))
+    assert summary["units"] == r.shape[1]
+    assert summary["encoding_ev"] > 0.3 and summary["pooled_ev"] > 0.9
+    assert summary["identification_20"] > 0.9
+    null = encoding.layer_summary(x[torch.randperm(len(x))], r, n_shape=4, cv=5,
+                                  n_candidates=(2, 20))
+    assert null["encoding_ev"] < 0.05 and null["pooled_ev"] < 0.05
+    assert null["identification_2"] < 0.6
+    with pytest.raises(ValueError, match="no unit varies"):
+        encoding.layer_summary(x, torch.zeros(len(x), 3, dtype=torch.float64))
