@@ -1,0 +1,181 @@
+"""Stimuli and recorded responses shared by the book's claim chapters, cached on disk.
+
+Each claim chapter needs the same ingredients: Chang & Tsao's stimuli (faces drawn in the
+face space and cut as dlib chips) and the responses of dlib's network, its untrained twin
+and a pixel control to them. Computing them takes a minute or two, so they are cached
+under :func:`facelin.facespace.cache_dir` in files whose names hash everything that
+produced them (face space, number of faces, seed, network, layers, units, format
+version): a chapter run on its own computes what it lacks, and the next one reuses it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import __version__
+from .facespace import FaceSpace, cache_dir, default_space
+
+CACHE_FORMAT = 1
+NETWORKS = ("trained", "untrained")
+
+
+def _cached(kind: str, key: dict, compute: Callable[[], dict]) -> dict:
+    """``compute()``'s tensors, saved once under a name that hashes ``key``."""
+    text = json.dumps({"kind": kind, "format": CACHE_FORMAT, "facelin": __version__, **key},
+                      sort_keys=True, default=str)
+    path = cache_dir() / f"{kind}-{hashlib.sha1(text.encode()).hexdigest()[:16]}.pt"
+    if path.is_file():
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception:  # a damaged entry (an interrupted write elsewhere) is recomputed
+            pass
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(value, temporary)
+    os.replace(temporary, path)
+    return value
+
+
+def space_fingerprint(space: FaceSpace) -> str:
+    """A hash of a fitted space's components and eigenvalues."""
+    digest = hashlib.sha1()
+    for array in (space.mean_shape_, space.shape_components_, space.eigenvalues_,
+                  space.mean_texture_, space.appearance_components_):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def to_chips(images: np.ndarray) -> torch.Tensor:
+    """Images in [0, 1] ((N, S, S) grey or (N, S, S, 3)) as (N, 3, S, S) uint8 chips."""
+    pixels = torch.from_numpy(np.asarray(images)).mul(255).round().clamp(0, 255).to(torch.uint8)
+    if pixels.dim() == 3:
+        return pixels[:, None].expand(-1, 3, -1, -1).contiguous()
+    return pixels.permute(0, 3, 1, 2).contiguous()
+
+
+@dataclass
+class Stimuli:
+    """Chang & Tsao's stimuli: ``params`` (n, 50) as drawn, ``normalized`` (their analysis
+    normalisation of those), ``chips`` (n, 3, 150, 150) uint8 dlib chips, and the space."""
+
+    params: np.ndarray
+    normalized: np.ndarray
+    chips: torch.Tensor
+    space: FaceSpace
+    seed: int
+
+    def __len__(self):
+        return len(self.params)
+
+
+def stimuli(n_faces: int = 2000, seed: int = 0, space: FaceSpace | None = None,
+            progress: bool = True) -> Stimuli:
+    """``n_faces`` faces drawn from ``space`` (default: the embedded LFW-subset space), each
+    dimension from N(0, sqrt(eigenvalue)), synthesised as 150x150 dlib chips. The chips
+    are the synthesised images themselves: :meth:`FaceSpace.synthesize` places each face
+    where dlib's alignment (``get_face_chip`` with padding 0.25) puts it."""
+    space = default_space() if space is None else space
+    params = space.sample(n_faces, seed)
+
+    def compute():
+        images, _ = space.synthesize(params, size=150, progress=progress)
+        return {"params": torch.from_numpy(params), "chips": to_chips(images)}
+
+    data = _cached("stimuli", {"space": space_fingerprint(space), "n": n_faces, "seed": seed},
+                   compute)
+    params = data["params"].numpy()
+    return Stimuli(params=params, normalized=space.normalize(params), chips=data["chips"],
+                   space=space, seed=seed)
+
+
+def network(name: str = "trained"):
+    """dlib's face-recognition ResNet (``"trained"``) or the same architecture with seeded
+    random weights (``"untrained"``, the control)."""
+    from .models import load_dlib_resnet
+
+    if name not in NETWORKS:
+        raise ValueError(f"network must be one of {NETWORKS}, got {name!r}")
+    return load_dlib_resnet(pretrained=name == "trained")
+
+
+def block_outputs(model) -> list[str]:
+    """The output (after the final ReLU) of every residual block, in forward order."""
+    return [n for n in model.layer_names() if n.startswith("stage") and n.endswith(".relu")
+            and n.count(".") == 2]
+
+
+def analysis_layers(model) -> list[str]:
+    """The layers the claim chapters study: the stem, every residual block's output, the
+    256-d pooled layer and the 128-d descriptor."""
+    return ["stem.max_pool"] + block_outputs(model) + ["pool", "descriptor"]
+
+
+@dataclass
+class Population:
+    """Responses (n faces x units, float32) of the units of several layers; ``layers``
+    maps each layer to its columns."""
+
+    values: torch.Tensor
+    layers: dict
+    network: str
+
+    def layer(self, name: str) -> torch.Tensor:
+        if name not in self.layers:
+            raise KeyError(f"no layer {name!r}; recorded: {list(self.layers)}")
+        start, stop = self.layers[name]
+        return self.values[:, start:stop]
+
+
+def population(stim: Stimuli, network_name: str = "trained", units_per_layer: int = 512,
+               layers: list[str] | None = None, seed: int = 0, progress: bool = True
+               ) -> Population:
+    """Responses of ``network_name`` to the stimuli's chips: every unit of layers with at
+    most ``units_per_layer`` units (the pooled layer, the descriptor), and
+    ``units_per_layer`` units sampled with ``seed`` from each larger layer."""
+    from . import extract
+
+    model = network(network_name)
+    layers = analysis_layers(model) if layers is None else list(layers)
+    counts = {row["stage"]: row["units"] for row in model.stage_table()}
+    unknown = [name for name in layers if name not in counts]
+    if unknown:
+        raise ValueError(f"unknown layers {unknown}; see model.layer_names()")
+    spec = {name: "all" if counts[name] <= units_per_layer else units_per_layer
+            for name in layers}
+
+    def compute():
+        recorded = extract.record(model, stim.chips, spec, batch_size=50, seed=seed,
+                                  progress=progress)
+        bounds = {k: torch.tensor([s.start, s.stop]) for k, s in recorded.layers.items()}
+        return {"values": recorded.values, "bounds": bounds}
+
+    key = {"stimuli": space_fingerprint(stim.space), "n": len(stim), "stim_seed": stim.seed,
+           "network": network_name, "spec": spec, "seed": seed}
+    data = _cached("responses", key, compute)
+    layers_out = {k: tuple(int(v) for v in b) for k, b in data["bounds"].items()}
+    return Population(values=data["values"], layers=layers_out, network=network_name)
+
+
+def pixel_features(chips: torch.Tensor, n_components: int, seed: int = 0) -> torch.Tensor:
+    """The raw-pixel control: grey chips reduced by PCA to ``n_components`` features."""
+    grey = chips.double().mean(1).flatten(1)
+    centred = grey - grey.mean(0)
+    if n_components > min(centred.shape):
+        raise ValueError(f"n_components must be at most {min(centred.shape)}")
+    torch.manual_seed(seed)
+    u, s, _ = torch.svd_lowrank(centred, q=n_components + 10, niter=4)
+    return (u[:, :n_components] * s[:n_components]).float()
+
+
+def shuffled(params: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The null control: the parameters with their rows permuted, so each face's responses
+    are paired with another face's parameters."""
+    return params[np.random.default_rng(seed).permutation(len(params))]

@@ -1,0 +1,77 @@
+"""The cached stimuli and populations shared by the claim chapters."""
+import numpy as np
+import pytest
+import torch
+
+from facelin import experiment
+from facelin.datasets import lfw_subset
+from facelin.facespace import FaceSpace
+
+
+@pytest.fixture(scope="module")
+def small_space():
+    faces = lfw_subset()
+    return FaceSpace(n_shape=5, n_appearance=5).fit(faces.images[:60], faces.landmarks[:60])
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACELIN_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def test_stimuli_are_cached_and_keyed(small_space, cache):
+    first = experiment.stimuli(12, seed=3, space=small_space, progress=False)
+    assert first.chips.shape == (12, 3, 150, 150) and first.chips.dtype == torch.uint8
+    assert first.params.shape == (12, 10)
+    np.testing.assert_allclose(first.normalized, small_space.normalize(first.params))
+    assert len(list(cache.glob("stimuli-*.pt"))) == 1
+    again = experiment.stimuli(12, seed=3, space=small_space, progress=False)
+    assert torch.equal(again.chips, first.chips)
+    assert len(list(cache.glob("stimuli-*.pt"))) == 1
+    other = experiment.stimuli(12, seed=4, space=small_space, progress=False)
+    assert not np.allclose(other.params, first.params)
+    assert len(list(cache.glob("stimuli-*.pt"))) == 2
+
+
+def test_damaged_cache_entry_is_recomputed(small_space, cache):
+    first = experiment.stimuli(6, seed=0, space=small_space, progress=False)
+    (path,) = cache.glob("stimuli-*.pt")
+    path.write_bytes(b"not a tensor file")
+    again = experiment.stimuli(6, seed=0, space=small_space, progress=False)
+    assert torch.equal(again.chips, first.chips)
+
+
+def test_population_layers_and_cache(small_space, cache):
+    stim = experiment.stimuli(6, seed=1, space=small_space, progress=False)
+    pop = experiment.population(stim, "untrained", units_per_layer=40,
+                                layers=["stage1.block1.relu", "descriptor"], progress=False)
+    assert pop.values.shape == (6, 40 + 40)
+    assert pop.layer("descriptor").shape == (6, 40)
+    assert list(pop.layers) == ["stage1.block1.relu", "descriptor"]
+    from facelin.models import load_dlib_resnet
+
+    full = load_dlib_resnet(pretrained=False)(stim.chips.float())
+    # The descriptor's 40 sampled units are columns of the full descriptor.
+    d = pop.layer("descriptor")
+    assert all(any(torch.allclose(d[:, j], full[:, k], atol=1e-4) for k in range(128))
+               for j in range(3))
+    with pytest.raises(ValueError, match="unknown layers"):
+        experiment.population(stim, "untrained", layers=["stage9"], progress=False)
+    with pytest.raises(ValueError, match="network must be"):
+        experiment.network("random")
+
+
+def test_pixel_features_and_shuffle():
+    chips = torch.randint(0, 255, (30, 3, 20, 20), dtype=torch.uint8)
+    feats = experiment.pixel_features(chips, 8)
+    assert feats.shape == (30, 8)
+    grey = chips.double().mean(1).flatten(1)
+    total = (grey - grey.mean(0)).square().sum()
+    assert feats.double().square().sum() < total
+    with pytest.raises(ValueError, match="at most"):
+        experiment.pixel_features(chips, 31)
+    params = np.arange(20.0).reshape(10, 2)
+    mixed = experiment.shuffled(params, seed=1)
+    assert sorted(mixed[:, 0].tolist()) == params[:, 0].tolist()
+    assert not np.array_equal(mixed, params)

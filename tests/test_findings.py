@@ -1,0 +1,20 @@
+import math
+
+import numpy as np
+import pytest
+
+from facelin import findings
+
+
+def test_round_trip_rounds_and_converts(tmp_path):
+    findings.save("claim_x", {"ev": np.float64(0.123456), "n": 3, "nan": math.nan,
+                              "per_layer": {"a": [0.5, np.float32(0.25)]}}, folder=tmp_path)
+    out = findings.load("claim_x", folder=tmp_path)
+    assert out == {"ev": 0.1235, "n": 3, "nan": None, "per_layer": {"a": [0.5, 0.25]}}
+
+
+def test_missing_and_bad_names(tmp_path):
+    with pytest.raises(FileNotFoundError, match="execute book/claim_y.ipynb"):
+        findings.load("claim_y", folder=tmp_path)
+    with pytest.raises(ValueError, match="simple name"):
+        findings.save("../x", {}, folder=tmp_path)
