@@ -3,6 +3,9 @@
 #   make test   unit tests and the book's notebooks (nbval)
 # Both create the virtual environment (.venv) and build the compiled core when needed.
 PYTHON ?= python3
+# Idle OpenMP threads sleep instead of spinning: spinning threads starve the other pool
+# (torch's and BLAS's) on a small machine and make small solves many times slower.
+export OMP_WAIT_POLICY ?= PASSIVE
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEPS := $(VENV)/.facelin-deps

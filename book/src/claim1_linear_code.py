@@ -332,8 +332,10 @@ print("pixel PCs:", {k: round(pixel_summary[k], 1) for k in columns[1:]})
 #   by the linear encoder and need fewer units for identification. A linear relation to a
 #   shape-appearance space follows from the space itself (appearance is linear in pixels,
 #   shape is a smooth deformation), not from what the network learned. Training changes
-#   the balance: the trained network's later stages carry more *shape* (pooled shape EV
-#   about 0.9 against 0.7 untrained), while the untrained one keeps mostly appearance.
+#   the balance: the trained network's residual stages carry more *shape* (pooled shape EV
+#   0.8-0.9 against 0.6-0.7 untrained), while the untrained one keeps more appearance; the
+#   128-d descriptor, trained to discard what does not tell people apart, keeps the least
+#   of either.
 #
 # So, in our measurements, claim 1 holds in the sense that Chang & Tsao's linear tests pass
 # for the CNN, but the same tests pass for an untrained network and for pixels: they do not
