@@ -253,11 +253,12 @@ axes[0].plot(candidates, 1 / np.array(candidates), "k:", label="chance")
 axes[0].set_xlabel("number of candidate faces N")
 axes[0].set_ylabel("identification accuracy")
 axes[0].legend()
-for name, curve in [("trained", by_units), ("untrained", by_units_untrained)]:
+for name, curve, colour in [("trained", by_units, "tab:blue"),
+                            ("untrained", by_units_untrained, "tab:orange")]:
     for n_cand, style in [(2, "--"), (50, "-")]:
         mean = curve[curve.n_candidates == n_cand].groupby("units").accuracy
         axes[1].errorbar(mean.mean().index, mean.mean(), yerr=mean.std(), fmt=style,
-                         label=f"{name}, N={n_cand}", capsize=2)
+                         color=colour, label=f"{name}, N={n_cand}", capsize=2)
 axes[1].axvline(200, color="tab:red", lw=1)
 axes[1].text(210, 0.05, "IT: about 200 cells\nsuffice (Chang & Tsao)", color="tab:red")
 axes[1].set_xscale("log")
