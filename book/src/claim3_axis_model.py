@@ -115,11 +115,14 @@ angles.plot.bar(ax=axes[1], rot=0)
 axes[1].set(ylabel="median angle (degrees)", title="STA vs regression axis, per layer")
 fig.tight_layout()
 
+# %%
+print(f"largest dimension's share of variance: {variance_share[0]:.3f} (isotropic: 0.02)")
+angles.round(0)
+
 # %% tags=["nbval-check-output"]
-print(f"largest dimension's share of variance: {variance_share[0]:.1f}"
-      f" (isotropic: {1 / 50:.2f})")
-print("median STA-regression angle, trained network (10-degree steps):",
-      {k: int(round(v / 10) * 10) for k, v in angles["trained"].items()})
+print("largest share over 5x the isotropic one:", bool(variance_share[0] > 5 / 50))
+print("median STA-regression angle over 45 degrees in every layer, both networks:",
+      bool((angles > 45).all().all()))
 
 # %% [markdown]
 # ## Tuning along the STA and along the orthogonal axis
@@ -291,11 +294,16 @@ ax.legend(fontsize=7)
 fig.tight_layout()
 engineered.pivot(index=["layer", "unit"], columns="direction", values="change").round(2)
 
-# %% tags=["nbval-check-output"]
+# %%
 change = engineered.assign(orthogonal=engineered.direction != "axis").groupby(
     "orthogonal").change.median()
-print(f"engineered faces, median response change (unit SDs, 0.1 steps): along the axis "
-      f"{change[False]:.1f}, orthogonal {change[True]:.1f}")
+print(f"engineered faces, median response change (unit SDs): along the axis "
+      f"{change[False]:.2f}, orthogonal {change[True]:.2f}")
+
+# %% tags=["nbval-check-output"]
+print("orthogonal change below a third of the change along the axis:",
+      bool(change[True] < change[False] / 3))
+print("orthogonal change above zero (an axis unit's would be zero):", bool(change[True] > 0.1))
 
 # %% [markdown]
 # (The faces above are the first unit's series: the top row moves along its axis, the
@@ -340,11 +348,16 @@ controls = pd.DataFrame(control_rows)
 controls.round(2)
 
 # %% tags=["nbval-check-output"]
-print("control accuracy (0.1 steps):")
-for _, row in controls.iterrows():
-    print(f"  {row.population:8s} noise {row.noise}: flatness {row['flatness correct']:.1f}, "
-          f"model comparison {row['comparison correct']:.1f}, "
-          f"beyond matched null {row['beyond null (deficit)']:.1f}")
+is_axis = controls.population == "axis"
+print("model comparison right on at least 90% of every population:",
+      bool((controls["comparison correct"] >= 0.9).all()))
+print("flatness right on at least 90% of axis units:",
+      bool((controls[is_axis]["flatness correct"] >= 0.9).all()))
+print("flatness right on under a third of exemplar units (blind to them):",
+      bool((controls[~is_axis]["flatness correct"] < 1 / 3).all()))
+print("beyond the matched null: axis units under 0.25, exemplar units over 0.9:",
+      bool((controls[is_axis]["beyond null (deficit)"] < 0.25).all()
+           and (controls[~is_axis]["beyond null (deficit)"] > 0.9).all()))
 
 # %% [markdown]
 # The model comparison labels both kinds of simulated unit correctly at both noise
@@ -438,19 +451,23 @@ verdict_table.round(2)
 trained = pd.DataFrame(verdicts["trained"]).T
 untrained = pd.DataFrame(verdicts["untrained"]).T
 deep = [SHORT[n] for n in LAYERS[-3:]]  # stage 5, pool, descriptor
-print("trained, fraction of units beyond their matched null's axis deficit (0.1 steps):")
-print("  ", {k: round(float(v), 1) for k, v in trained.beyond_null_deficit.items()})
-print("untrained:")
-print("  ", {k: round(float(v), 1) for k, v in untrained.beyond_null_deficit.items()})
-print("trained, not flat orthogonally, CNN vs null (0.1 steps):")
-print("  ", {k: (round(float(a), 1), round(float(b), 1)) for k, a, b in
-             zip(trained.index, trained.tuned_orth_real, trained.tuned_orth_null)})
-print("descriptor, median EV (0.05 steps):",
-      {m: round(float(trained.loc["descriptor", f"ev_{m}"]) * 20) / 20
-       for m in ("linear", "axis", "exemplar", "reference")})
+print("trained, deep layers: most units beyond their matched null (model comparison):",
+      bool((trained.loc[deep, "beyond_null_deficit"] > 0.5).all()))
+print("untrained, deep layers: the same:",
+      bool((untrained.loc[deep, "beyond_null_deficit"] > 0.5).all()))
+print("trained, every layer: orthogonal tuning in under a third of units:",
+      bool((trained.tuned_orth_real < 1 / 3).all()))
+print("descriptor: axis model within 0.05 EV of the linear model:",
+      bool(abs(trained.loc["descriptor", "ev_axis"] - trained.loc["descriptor", "ev_linear"])
+           < 0.05))
+print("descriptor: reference above axis above exemplar:",
+      bool(trained.loc["descriptor", "ev_reference"] > trained.loc["descriptor", "ev_axis"]
+           > trained.loc["descriptor", "ev_exemplar"]))
 
 # %%
 findings.save("claim3_axis_model", {
+    "faces": len(stim), "dims": stim.space.n_params, "shape_dims": stim.space.n_shape,
+    "appearance_dims": stim.space.n_appearance,
     "layers": [SHORT[n] for n in LAYERS],
     "units_per_layer": N_UNITS, "cv": CV,
     "trained": verdicts["trained"], "untrained": verdicts["untrained"],
@@ -467,3 +484,71 @@ findings.save("claim3_axis_model", {
     "spi_median": {k: float(v) for k, v in spi_median["trained"].items()},
     "orthogonal_tuning_chang_tsao": "flat",
 })
+
+# %% [markdown]
+# ## Verdict
+#
+# The numbers, as measured above:
+
+# %%
+def share(values):
+    return ", ".join(f"{k} {v:.2f}" for k, v in values.items())
+
+
+c = controls.set_index(["population", "noise"])
+print(f"""Controls ({N_SIMULATED} simulated units per population, noise SD {NOISES}):
+  model comparison right on {c['comparison correct'].min():.2f} or more of every population;
+  flatness right on {c.loc['axis', 'flatness correct'].min():.2f}+ of axis units but only \
+{c.loc['exemplar', 'flatness correct'].max():.2f} or fewer of exemplar units;
+  beyond their matched nulls: axis units {c.loc['axis', 'beyond null (deficit)'].max():.2f} \
+at most, exemplar units {c.loc['exemplar', 'beyond null (deficit)'].min():.2f} at least.
+Trained network ({N_UNITS} units per layer):
+  not flat orthogonally (CNN | null): {share((trained.tuned_orth_real))}
+                                      | {share(trained.tuned_orth_null)}
+  beyond matched null (model comparison): {share(trained.beyond_null_deficit)}
+  median EV linear: {share(trained.ev_linear)}
+  median EV axis: {share(trained.ev_axis)}
+  median EV exemplar: {share(trained.ev_exemplar)}
+  median EV reference: {share(trained.ev_reference)}
+  engineered faces: response change {change[True]:.2f} SD orthogonally vs {change[False]:.2f} \
+SD along the axis
+Untrained network:
+  beyond matched null (model comparison): {share(untrained.beyond_null_deficit)}
+  median EV axis: {share(untrained.ev_axis)}
+  median EV reference: {share(untrained.ev_reference)}""")
+
+# %% [markdown]
+# **Does claim 3 hold? Partly.** By Chang & Tsao's own tests, dlib's units look much like
+# axis units: along the longest orthogonal axis most of them are flat (orthogonal tuning
+# is detected in a minority of units in every layer, though more often than in their
+# matched nulls, where it almost never is), and engineered faces that move orthogonally
+# to a unit's axis change its response by a small fraction of the change along the axis.
+# A reader who stopped there would call the CNN's units axis units, as Chang & Tsao
+# called their cells. But the controls show that these tests are weak: the flatness test
+# calls broad exemplar units flat too. The sharper test, the cross-validated model
+# comparison calibrated by matched nulls, finds that in the deep layers (stage 5, the
+# pooled layer, the descriptor) most or all units hold structure beyond one projection:
+# a free kernel model of the same faces gains on the best function of one projection
+# (in the trained deep layers it overtakes it) by a margin that true axis units with the
+# same axis, response function and noise level do not reach. The margin is small (a few
+# hundredths of EV), and none of the models explains much more than half of a trained
+# deep unit's variance over these faces. No unit looks like an exemplar unit: the
+# exemplar model trails the axis model in every layer.
+#
+# So the axis model is a good first description of dlib's units (it is as good as the
+# linear model in the deep layers), and a measurably incomplete one. This is how claim 3
+# fits with claim 1: a population can be linearly decodable, and each unit's response
+# nearly linear in the parameters, while no single unit is exactly a function of one
+# projection; the small nonlinear departures that sink the axis model for single units
+# barely affect a linear read-out of many units.
+#
+# The untrained network is the caution: its units, too, depart from the axis model beyond
+# their nulls in the deep layers (there the free model merely matches the axis model, where
+# for a true axis unit it falls behind), and they are *better* fitted by the axis model
+# than the trained ones (a random network responds mostly to appearance, that is, to brightness
+# patterns, with strongly negative SPIs, while the trained network balances shape and
+# appearance). The departure from the axis model is therefore a property of deep
+# convolutional networks on these faces, not something face training created. And because
+# a CNN unit is deterministic, what no model explains is not noise as in a cell but
+# structure that the 50 parameters of this face space (built from 100 small LFW faces)
+# do not capture; the matched nulls treat it as noise, which makes them conservative.
