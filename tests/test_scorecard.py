@@ -50,3 +50,9 @@ def test_a_chapter_missing_a_key_is_not_measured(tmp_path):
     assert t.loc["Claim 3: CNN units not adequately modelled by the axis model",
                  "measured"].startswith("not measured")
     assert t.loc["units recorded", "measured"] == "not measured"
+
+
+def test_cnn_row_reads_the_port_agreement(tmp_path):
+    findings.save("face_cnn", {"descriptor_max_abs_diff": 0.0012}, folder=tmp_path)
+    t = scorecard.table(folder=tmp_path).set_index("chapter")
+    assert "1.2e-03" in t.loc["face_cnn", "measured"]
