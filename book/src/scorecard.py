@@ -7,8 +7,8 @@
 # value is read from the findings file that its chapter wrote when it was executed
 # (`book/findings/<chapter>.json`, see `facelin.findings`); nothing here is typed in. A
 # chapter that has not saved findings shows "not measured". A claim's verdict is the one
-# its chapter saved, where it saved one; for claim 3 the rule is `facelin.scorecard.
-# claim3_verdict`: in the pooled layer and the descriptor, does a majority of the trained
+# its chapter saved, where it saved one; for claim 3 the rule is
+# `facelin.scorecard.claim3_verdict`: in the pooled layer and the descriptor, does a majority of the trained
 # network's units fail the axis model beyond their matched axis nulls, by the model
 # comparison and by Chang & Tsao's orthogonal-flatness test? Both: holds; one: partly;
 # neither: does not hold. Rows without a rule show "-" (the chapter discusses them).
