@@ -10,7 +10,9 @@ every orthogonal direction. This module measures how far real units are from tha
 - :func:`compare_models`: cross-validated explained variance of the linear, axis,
   exemplar and a richer (kernel) model, per unit;
 - :func:`simulate_axis_units`, :func:`simulate_exemplar_units`, :func:`matched_null`:
-  populations whose answer is known, so a verdict on real units can be calibrated.
+  populations whose answer is known, so a verdict on real units can be calibrated;
+- :func:`tuning_map`, :func:`engineered_series`, :func:`calibrated_verdict`: 2-d tuning
+  maps, Chang & Tsao's engineered faces, and real units set beside their matched nulls.
 
 All functions take ``params`` (n faces x d dimensions) and ``responses`` (n faces x U
 units) as numpy arrays or torch tensors and compute in float64.
@@ -29,7 +31,8 @@ from . import linalg
 __all__ = [
     "sta", "regression_axis", "axis_angle", "tuning", "Tuning", "orthogonal_axis",
     "flatness", "compare_models", "simulate_axis_units", "simulate_exemplar_units",
-    "matched_null", "shape_preference",
+    "matched_null", "shape_preference", "varying_units", "tuning_map", "engineered_series",
+    "calibrated_verdict",
 ]
 
 
@@ -275,27 +278,45 @@ def _exemplars(xw_train: torch.Tensor, r_train: torch.Tensor, bound: float):
     return torch.where(norm > radius, x0 * radius / norm, x0)
 
 
-def _kernel_ridge_loo(k_train, k_test, r_train, alphas):
-    """RBF kernel ridge with the ridge chosen per unit by exact leave-one-out on the
-    training faces (one eigendecomposition serves every ridge and every unit)."""
-    evals, evecs = torch.linalg.eigh(k_train)
+def _kernel_ridge_loo(phi_train, phi_test, r_train, alphas):
+    """Ridge regression on kernel features with the ridge chosen per unit by exact
+    leave-one-out on the training faces: one eigendecomposition of the features' Gram
+    matrix serves every ridge and every unit."""
+    mean_phi = phi_train.mean(0)
+    phi, phi_test = phi_train - mean_phi, phi_test - mean_phi
+    evals, evecs = torch.linalg.eigh(phi.T @ phi)
     evals = evals.clamp_min(0)
+    rotated = phi @ evecs  # (n, m): the features in the Gram matrix's eigenbasis
     mean = r_train.mean(0)
     rc = r_train - mean
-    proj = evecs.T @ rc
+    proj = rotated.T @ rc
     best_err = torch.full((r_train.shape[1],), torch.inf, dtype=torch.float64)
-    best_dual = torch.zeros_like(rc)
+    best_coef = torch.zeros(phi.shape[1], r_train.shape[1], dtype=torch.float64)
     for a in alphas:
-        shrink = evals / (evals + a)
-        fitted = evecs @ (shrink[:, None] * proj)
-        hat_diag = (evecs ** 2) @ shrink
+        gain = 1 / (evals + a)
+        fitted = rotated @ (gain[:, None] * proj)
+        hat_diag = (rotated ** 2) @ gain
         err = (((rc - fitted) / (1 - hat_diag)[:, None]) ** 2).mean(0)
         better = err < best_err
         if better.any():
-            dual = evecs @ (proj[:, better] / (evals + a)[:, None])
-            best_dual[:, better] = dual
+            best_coef[:, better] = gain[:, None] * proj[:, better]
             best_err = torch.where(better, err, best_err)
-    return k_test @ best_dual + mean
+    return (phi_test @ evecs) @ best_coef + mean
+
+
+def _nystroem(x_train, x_test, gamma, n_centres, gen):
+    """Nystroem features of the RBF kernel on ``n_centres`` training faces drawn at random:
+    their inner products approximate the kernel, ``phi(a) . phi(b) ~ k(a, b)``, so ridge
+    regression on them is kernel ridge regression of rank ``n_centres``."""
+    pick = torch.randperm(x_train.shape[0], generator=gen)[:n_centres]
+    centres = x_train[pick]
+    k_cc = _rbf(centres, centres, gamma)
+    chol = torch.linalg.cholesky(k_cc + 1e-8 * torch.eye(len(centres), dtype=k_cc.dtype))
+
+    def features(x):
+        return torch.linalg.solve_triangular(chol, _rbf(centres, x, gamma), upper=False).T
+
+    return features(x_train), features(x_test)
 
 
 def _rbf(a, b, gamma):
@@ -311,7 +332,7 @@ def _explained_variance(r, prediction):
 
 def compare_models(params, responses, cv: int = 10, n_knots: int = 5,
                    exemplar_bound: float = 0.95, kernel_alphas=(1e-3, 1e-2, 1e-1, 1, 10, 100),
-                   seed: int = 0, progress: bool = False) -> pd.DataFrame:
+                   n_centres: int = 1000, seed: int = 0, progress: bool = False) -> pd.DataFrame:
     """Cross-validated explained variance (1 - SSE/SST over held-out faces) of four
     models of each unit, one row per unit:
 
@@ -322,7 +343,9 @@ def compare_models(params, responses, cv: int = 10, n_knots: int = 5,
       the centre of the unit's isotropic quadratic fit on the training faces, kept within
       the ``exemplar_bound`` quantile of the faces' whitened norms, ``g`` a spline;
     - ``reference``: RBF kernel ridge on the whitened parameters (bandwidth: median
-      distance; ridge by exact leave-one-out per unit), a model free of either assumption.
+      distance; ridge by exact leave-one-out per unit), a model free of either assumption,
+      of rank ``n_centres`` (Nystroem features on that many training faces: the exact
+      kernel costs an n_train x n_train eigendecomposition per fold, several times more).
     """
     x, r = _check(params, responses)
     n = x.shape[0]
@@ -331,7 +354,8 @@ def compare_models(params, responses, cv: int = 10, n_knots: int = 5,
     if (r.std(0) == 0).any():
         bad = torch.nonzero(r.std(0) == 0).flatten()[:10].tolist()
         raise ValueError(f"units {bad} give the same response to every face")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=gen)
     folds = order.chunk(cv)
     predictions = {m: torch.empty_like(r) for m in ("linear", "axis", "exemplar", "reference")}
     iterator = folds
@@ -356,8 +380,8 @@ def compare_models(params, responses, cv: int = 10, n_knots: int = 5,
         d_te = torch.cdist(x0, xw_te)
         predictions["exemplar"][test] = _fit_curve(d_tr, r_tr, d_te, n_knots)
         gamma = 1.0 / torch.median(torch.pdist(xw_tr[:500]) ** 2)
-        predictions["reference"][test] = _kernel_ridge_loo(
-            _rbf(xw_tr, xw_tr, gamma), _rbf(xw_te, xw_tr, gamma), r_tr, kernel_alphas)
+        phi_tr, phi_te = _nystroem(xw_tr, xw_te, gamma, min(n_centres, len(xw_tr)), gen)
+        predictions["reference"][test] = _kernel_ridge_loo(phi_tr, phi_te, r_tr, kernel_alphas)
     return pd.DataFrame({m: _explained_variance(r, p).numpy() for m, p in predictions.items()})
 
 
@@ -436,3 +460,110 @@ def shape_preference(sta_axes, n_shape: int = 25) -> torch.Tensor:
     if (total == 0).any():
         raise ValueError("an all-zero STA has no shape preference")
     return (s - p) / total
+
+
+# --------------------------------------------------------------------------------------
+# Maps, engineered faces and calibrated verdicts
+
+
+def varying_units(responses, min_active: float = 0.05) -> torch.Tensor:
+    """Boolean mask of the units worth testing: those whose response departs from their
+    minimum on at least ``min_active`` of the faces (a rectified unit silent on nearly
+    every face has no tuning curve to speak of, and a constant one has no axis)."""
+    r = _as_matrix(responses, "responses")
+    if not 0 <= min_active < 1:
+        raise ValueError(f"min_active must be in [0, 1), got {min_active}")
+    active = (r > r.min(0).values + 1e-6 * r.std(0).clamp_min(1e-300)).double().mean(0)
+    return (r.std(0) > 0) & (active >= min_active)
+
+
+def tuning_map(params, responses, axis_a, axis_b, n_bins: int = 10):
+    """Mean response of each unit over a 2-d grid: the faces projected on ``axis_a`` and
+    ``axis_b`` (each (U, d)), each projection cut into ``n_bins`` equal bins over +-1.01 x
+    its largest magnitude. Returns (mean (U, n_bins, n_bins) with NaN in empty cells,
+    indexed [unit, bin along a, bin along b]; half-widths (U, 2) of the two ranges)."""
+    x, r = _check(params, responses)
+    a, b = _as_matrix(axis_a, "axis_a"), _as_matrix(axis_b, "axis_b")
+    for name, ax in (("axis_a", a), ("axis_b", b)):
+        if ax.shape != (r.shape[1], x.shape[1]):
+            raise ValueError(f"{name} must be (units, dims) = {(r.shape[1], x.shape[1])}, "
+                             f"got {tuple(ax.shape)}")
+    units = r.shape[1]
+    index, halves = [], []
+    for ax in (a, b):
+        p = _project(x, ax)
+        half = 1.01 * p.abs().max(0).values
+        index.append(((p + half) / (2 * half / n_bins)).floor().long().clamp(0, n_bins - 1))
+        halves.append(half)
+    cell = (index[0] * n_bins + index[1]).T + torch.arange(units)[:, None] * n_bins ** 2
+    count = torch.zeros(units * n_bins ** 2, dtype=torch.float64).index_add_(
+        0, cell.flatten(), torch.ones(cell.numel(), dtype=torch.float64))
+    total = torch.zeros_like(count).index_add_(0, cell.flatten(), r.T.flatten())
+    mean = (total / count).view(units, n_bins, n_bins)
+    return mean, torch.stack(halves, 1)
+
+
+def engineered_series(params, axis, steps, n_orthogonal: int = 3, seed: int = 0
+                      ) -> torch.Tensor:
+    """Chang & Tsao's engineered faces, as parameter vectors: from the mean face, a series
+    of faces along the unit's ``axis`` (d,) and along ``n_orthogonal`` directions
+    orthogonal to it (the longest orthogonal axis of the faces first, then random
+    orthogonal directions). ``steps`` are in standard deviations of the faces along each
+    direction, so every series spans the same share of the face distribution. Returns
+    (1 + n_orthogonal, len(steps), d): row 0 along the axis, the others orthogonal. An
+    axis unit responds to row 0 only."""
+    x = _as_matrix(params, "params")
+    a = _unit_rows(_as_matrix(axis, "axis"))
+    if a.shape != (1, x.shape[1]):
+        raise ValueError(f"axis must be one vector of {x.shape[1]} dims, got {tuple(a.shape)}")
+    if n_orthogonal < 1:
+        raise ValueError("n_orthogonal must be at least 1")
+    gen = torch.Generator().manual_seed(seed)
+    directions = [a[0], orthogonal_axis(x, a)[0]]
+    while len(directions) < 1 + n_orthogonal:
+        v = torch.randn(x.shape[1], generator=gen, dtype=torch.float64)
+        for u in directions:  # Gram-Schmidt against the axis and the directions so far
+            v = v - (v @ u) * u
+        directions.append(v / v.norm())
+    d = torch.stack(directions)  # (1 + n_orthogonal, d)
+    sd = ((x - x.mean(0)) @ d.T).std(0)
+    t = torch.as_tensor(np.asarray(steps, dtype=np.float64))
+    return x.mean(0) + t[None, :, None] * (sd[:, None, None] * d[:, None, :])
+
+
+def calibrated_verdict(flat_real: pd.DataFrame, flat_null: pd.DataFrame,
+                       models_real: pd.DataFrame, models_null: pd.DataFrame,
+                       quantile: float = 0.95) -> dict:
+    """Set real units beside their matched nulls (:func:`matched_null`) for one layer.
+
+    Returns a dict: ``tuned_orth_real`` / ``tuned_orth_null`` (fraction of units with
+    detectable orthogonal tuning, ``not flat``), ``ratio_real`` / ``ratio_null`` (median
+    depth ratio), ``beyond_null_ratio`` (fraction of real units whose depth ratio exceeds
+    the null's ``quantile``), ``deficit_real`` / ``deficit_null`` (median of reference EV
+    minus axis EV: what the axis model misses that a free model captures),
+    ``beyond_null_deficit`` (fraction of real units whose deficit exceeds the null's
+    ``quantile``), and the median EV of each model for real and null units. For a
+    population of true axis units both ``beyond_null_*`` fractions are near
+    ``1 - quantile``."""
+    if len(flat_real) != len(models_real) or len(flat_null) != len(models_null):
+        raise ValueError("flatness and model tables must have one row per unit each")
+    if len(flat_real) == 0 or len(flat_null) == 0:
+        raise ValueError("need at least one real and one null unit")
+    deficit_real = models_real.reference - models_real.axis
+    deficit_null = models_null.reference - models_null.axis
+    out = {
+        "units": len(flat_real),
+        "tuned_orth_real": float((~flat_real.flat).mean()),
+        "tuned_orth_null": float((~flat_null.flat).mean()),
+        "ratio_real": float(flat_real.depth_ratio.median()),
+        "ratio_null": float(flat_null.depth_ratio.median()),
+        "beyond_null_ratio": float((flat_real.depth_ratio
+                                    > flat_null.depth_ratio.quantile(quantile)).mean()),
+        "deficit_real": float(deficit_real.median()),
+        "deficit_null": float(deficit_null.median()),
+        "beyond_null_deficit": float((deficit_real > deficit_null.quantile(quantile)).mean()),
+    }
+    for model in ("linear", "axis", "exemplar", "reference"):
+        out[f"ev_{model}"] = float(models_real[model].median())
+        out[f"ev_{model}_null"] = float(models_null[model].median())
+    return out

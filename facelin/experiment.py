@@ -118,6 +118,17 @@ def analysis_layers(model) -> list[str]:
     return ["stem.max_pool"] + block_outputs(model) + ["pool", "descriptor"]
 
 
+def _unit_spec(model, layers, units_per_layer: int) -> dict:
+    """Which units of each layer :func:`population` records: all of a small layer, a
+    seeded sample of ``units_per_layer`` units of a larger one."""
+    counts = {row["stage"]: row["units"] for row in model.stage_table()}
+    unknown = [name for name in layers if name not in counts]
+    if unknown:
+        raise ValueError(f"unknown layers {unknown}; see model.layer_names()")
+    return {name: "all" if counts[name] <= units_per_layer else units_per_layer
+            for name in layers}
+
+
 @dataclass
 class Population:
     """Responses (n faces x units, float32) of the units of several layers; ``layers``
@@ -144,12 +155,7 @@ def population(stim: Stimuli, network_name: str = "trained", units_per_layer: in
 
     model = network(network_name)
     layers = analysis_layers(model) if layers is None else list(layers)
-    counts = {row["stage"]: row["units"] for row in model.stage_table()}
-    unknown = [name for name in layers if name not in counts]
-    if unknown:
-        raise ValueError(f"unknown layers {unknown}; see model.layer_names()")
-    spec = {name: "all" if counts[name] <= units_per_layer else units_per_layer
-            for name in layers}
+    spec = _unit_spec(model, layers, units_per_layer)
 
     def compute():
         recorded = extract.record(model, stim.chips, spec, batch_size=50, seed=seed,
@@ -162,6 +168,19 @@ def population(stim: Stimuli, network_name: str = "trained", units_per_layer: in
     data = _cached("responses", key, compute)
     layers_out = {k: tuple(int(v) for v in b) for k, b in data["bounds"].items()}
     return Population(values=data["values"], layers=layers_out, network=network_name)
+
+
+def layer_responses(chips: torch.Tensor, layer: str, network_name: str = "trained",
+                    units_per_layer: int = 512, seed: int = 0) -> torch.Tensor:
+    """Responses of the same units of ``layer`` that :func:`population` records (same
+    ``units_per_layer`` and ``seed``), to new chips (N, 3, 150, 150): column j is the
+    population's column j of that layer. Not cached (for a few new faces, such as
+    engineered ones)."""
+    from . import extract
+
+    model = network(network_name)
+    spec = _unit_spec(model, [layer], units_per_layer)
+    return extract.record(model, chips, spec, batch_size=50, seed=seed, progress=False).values
 
 
 def pixel_features(chips: torch.Tensor, n_components: int, seed: int = 0) -> torch.Tensor:

@@ -114,3 +114,79 @@ def test_shape_preference_index():
 def test_bad_input_is_rejected(params, responses, message):
     with pytest.raises(ValueError, match=message):
         axis.sta(params, responses) if "same" in message else axis.flatness(params, responses)
+
+
+def test_varying_units_drops_silent_and_constant_units():
+    g = torch.Generator().manual_seed(8)
+    r = torch.randn(200, 3, generator=g, dtype=torch.float64).clamp_min(0)
+    r[:, 1] = 0.0  # constant
+    r[:, 2] = 0.0
+    r[:3, 2] = 1.0  # active on 1.5% of the faces
+    assert axis.varying_units(r).tolist() == [True, False, False]
+    assert axis.varying_units(r, min_active=0.01).tolist() == [True, False, True]
+    with pytest.raises(ValueError, match="min_active"):
+        axis.varying_units(r, min_active=1.5)
+
+
+def test_tuning_map_of_hand_made_case():
+    # Four faces at the corners of a square; the response is 10 * a + b.
+    x = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]], dtype=torch.float64)
+    r = (10 * x[:, 0] + x[:, 1])[:, None]
+    mean, half = axis.tuning_map(x, r, torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]),
+                                 n_bins=2)
+    torch.testing.assert_close(mean[0], torch.tensor([[-11.0, -9.0], [9.0, 11.0]],
+                                                     dtype=torch.float64))
+    torch.testing.assert_close(half, torch.full((1, 2), 1.01, dtype=torch.float64))
+    mean, _ = axis.tuning_map(x, r, torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]),
+                              n_bins=3)
+    assert torch.isnan(mean[0, 1]).all()  # no face projects near zero
+    with pytest.raises(ValueError, match="axis_b must be"):
+        axis.tuning_map(x, r, torch.tensor([[1.0, 0.0]]), torch.ones(2, 2), n_bins=2)
+
+
+def test_engineered_series_moves_only_orthogonally(faces):
+    a = torch.randn(1, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    steps = [-2.0, 0.0, 2.0]
+    series = axis.engineered_series(faces, a, steps, n_orthogonal=3)
+    assert series.shape == (4, 3, 10)
+    moves = series - faces.mean(0)
+    a_unit = a[0] / a[0].norm()
+    # The axis series moves along the axis; the others leave the projection unchanged.
+    assert (moves[0] @ a_unit).abs()[[0, 2]].min() > 0
+    torch.testing.assert_close(moves[1:] @ a_unit, torch.zeros(3, 3, dtype=torch.float64),
+                               atol=1e-10, rtol=0)
+    # Each series spans +-2 SD of the faces along its own direction.
+    for row in moves:
+        direction = row[2] / row[2].norm()
+        sd = (faces - faces.mean(0)) @ direction
+        torch.testing.assert_close(row[2].norm(), 2 * sd.std(), rtol=1e-9, atol=0)
+    # An axis unit does not see the orthogonal series.
+    w = a_unit
+    response = torch.tanh(series @ w)
+    assert float(response[0].max() - response[0].min()) > 0.5
+    assert float((response[1:].amax(1) - response[1:].amin(1)).max()) < 1e-9
+    with pytest.raises(ValueError, match="one vector"):
+        axis.engineered_series(faces, torch.ones(2, 10), steps)
+
+
+def test_calibrated_verdict_separates_axis_units_from_two_axis_units(faces):
+    g = torch.Generator().manual_seed(10)
+    axis_units, _ = axis.simulate_axis_units(faces, 20, noise=0.5, seed=11)
+    ramp = faces[:, 2] / faces[:, 2].std()
+    bowl = (faces[:, 0] / faces[:, 0].std()) ** 2
+    two_axis = (ramp + bowl)[:, None] + 0.5 * torch.randn(len(faces), 20, generator=g,
+                                                          dtype=torch.float64)
+    verdicts = {}
+    for name, r in (("axis", axis_units), ("two_axis", two_axis)):
+        null = axis.matched_null(faces, r, seed=12)
+        both = axis.compare_models(faces, torch.cat([r, null], 1), cv=3, n_centres=300)
+        verdicts[name] = axis.calibrated_verdict(
+            axis.flatness(faces, r), axis.flatness(faces, null),
+            both.iloc[:20].reset_index(drop=True), both.iloc[20:].reset_index(drop=True))
+    assert verdicts["axis"]["beyond_null_deficit"] <= 0.25
+    assert verdicts["two_axis"]["beyond_null_deficit"] >= 0.9
+    assert verdicts["two_axis"]["beyond_null_ratio"] >= 0.9
+    assert verdicts["two_axis"]["tuned_orth_real"] > verdicts["two_axis"]["tuned_orth_null"]
+    with pytest.raises(ValueError, match="one row per unit"):
+        axis.calibrated_verdict(axis.flatness(faces, axis_units), axis.flatness(faces, axis_units),
+                                both.iloc[:3], both)

@@ -75,3 +75,15 @@ def test_pixel_features_and_shuffle():
     mixed = experiment.shuffled(params, seed=1)
     assert sorted(mixed[:, 0].tolist()) == params[:, 0].tolist()
     assert not np.array_equal(mixed, params)
+
+
+def test_layer_responses_records_the_population_units(small_space, cache):
+    stim = experiment.stimuli(4, seed=2, space=small_space, progress=False)
+    pop = experiment.population(stim, "untrained", units_per_layer=30,
+                                layers=["stage1.block1.relu", "descriptor"], progress=False)
+    for layer in ("stage1.block1.relu", "descriptor"):
+        again = experiment.layer_responses(stim.chips[1:3], layer, "untrained",
+                                           units_per_layer=30)
+        torch.testing.assert_close(again, pop.layer(layer)[1:3], atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="unknown layers"):
+        experiment.layer_responses(stim.chips[:1], "stage9", "untrained")
