@@ -20,7 +20,7 @@ def _plain(value):
     if isinstance(value, float):
         if not math.isfinite(value):
             return None
-        return round(value, 4)
+        return float(f"{value:.4g}")  # 4 significant digits: small differences survive
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -30,7 +30,7 @@ def _plain(value):
 
 def save(chapter: str, findings: dict, folder: Path | None = None) -> Path:
     """Write ``findings`` (name -> number, string, or nested dict/list of them; floats
-    rounded to 4 decimals) for ``chapter``, replacing what it wrote before."""
+    rounded to 4 significant digits) for ``chapter``, replacing what it wrote before."""
     if not chapter.replace("_", "").isalnum():
         raise ValueError(f"chapter must be a simple name, got {chapter!r}")
     folder = FINDINGS_DIR if folder is None else Path(folder)

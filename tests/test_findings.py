@@ -11,6 +11,8 @@ def test_round_trip_rounds_and_converts(tmp_path):
                               "per_layer": {"a": [0.5, np.float32(0.25)]}}, folder=tmp_path)
     out = findings.load("claim_x", folder=tmp_path)
     assert out == {"ev": 0.1235, "n": 3, "nan": None, "per_layer": {"a": [0.5, 0.25]}}
+    findings.save("claim_x", {"small": 3.14159e-7}, folder=tmp_path)
+    assert findings.load("claim_x", folder=tmp_path) == {"small": 3.142e-07}
 
 
 def test_missing_and_bad_names(tmp_path):

@@ -357,5 +357,9 @@ findings.save("claim1_linear_code", {
     "identification_n50": {k: float(v[-1]) for k, v in curves.items()},
     "units_for_80pct_n2": {k[0]: v for k, v in units_80.items() if k[1] == 2},
     "units_for_80pct_n50": {k[0]: v for k, v in units_80.items() if k[1] == 50},
+    "verdict": "partly",
+    "verdict_reason": "decoding holds and encoding explains about half of a deep unit's "
+                      "variance, but the same linear tests pass for the untrained network "
+                      "and for pixels",
 })
 print(f"executed in {time.time() - started:.0f} s")
