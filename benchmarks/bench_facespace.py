@@ -69,7 +69,11 @@ def main():
     parser.add_argument("--size", type=int, default=150)
     parser.add_argument("--reference-faces", type=int, default=20)
     parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--quick", action="store_true",
+                        help="200 faces and 5 reference faces (for the book's chapter)")
     args = parser.parse_args()
+    if args.quick:
+        args.faces, args.reference_faces = 200, 5
 
     faces = lfw_subset()
     fit_seconds, space = timed(lambda: FaceSpace().fit(faces.images, faces.landmarks))
