@@ -103,10 +103,10 @@ print("chips, mean abs difference < 1 grey level:", chip_difference < 1)
 print("descriptors, float32, max abs difference < 1e-4:", difference32 < 1e-4)
 print("descriptors, float64, max abs difference < 1e-6:", difference64 < 1e-6)
 print(f"float64 difference, order of magnitude: 1e{int(np.floor(np.log10(difference64)))}")
-findings.save("face_cnn", {"faces_compared": len(images),
-                           "descriptor_max_abs_diff": float(difference32),
-                           "descriptor_max_abs_diff_float64": float(difference64),
-                           "chip_mean_abs_diff": chip_difference})
+findings_file = findings.save("face_cnn", {"faces_compared": len(images),
+                                           "descriptor_max_abs_diff": float(difference32),
+                                           "descriptor_max_abs_diff_float64": float(difference64),
+                                           "chip_mean_abs_diff": chip_difference})
 
 # %% [markdown]
 # dlib computes in float32, so the float64 port differs from it only by float32
