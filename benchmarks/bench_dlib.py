@@ -12,8 +12,6 @@ as JSON.
 """
 import argparse
 import json
-import os
-import platform
 import time
 
 import numpy as np
@@ -22,17 +20,8 @@ import torch
 from facelin import faces
 from facelin.models import load_dlib_resnet
 from facelin.models.dlib_resnet import DEFAULT_WEIGHTS
+from facelin.performance import machine
 
-
-def machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            name = next(line.split(":", 1)[1].strip() for line in cpuinfo
-                        if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{name}, {os.cpu_count()} logical CPUs, torch {torch.get_num_threads()} threads"
 
 
 def best_time(run, repeats: int, warm_up=None) -> float:

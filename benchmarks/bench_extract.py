@@ -32,7 +32,6 @@ matrix is checked equal, element for element, to record's.
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -46,6 +45,7 @@ import torch.fx
 
 from facelin import _ops, extract
 from facelin.models import load_dlib_resnet
+from facelin.performance import machine
 
 METHODS = {
     "forward": "bare forward pass (no recording)",
@@ -55,16 +55,6 @@ METHODS = {
     "fx_subgraph": "torch.fx sub-graph of the layers, index per batch",
 }
 
-
-def machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            name = next(line.split(":", 1)[1].strip() for line in cpuinfo
-                        if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{name}, {os.cpu_count()} logical CPUs, torch {torch.get_num_threads()} threads"
 
 
 def unit_request(model, total_units):

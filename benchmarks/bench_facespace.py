@@ -12,8 +12,6 @@ each row (it only grows). ``--json PATH`` also writes the table as JSON.
 """
 import argparse
 import json
-import os
-import platform
 import resource
 import time
 
@@ -22,17 +20,8 @@ import torch
 
 from facelin.datasets import lfw_subset
 from facelin.facespace import FaceSpace
+from facelin.performance import machine
 
-
-def machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            name = next(line.split(":", 1)[1].strip() for line in cpuinfo
-                        if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{name}, {os.cpu_count()} logical CPUs"
 
 
 def peak_memory_mib() -> float:
