@@ -32,7 +32,7 @@ test: build
 	$(PY) -m pytest
 
 book: build
-	$(VENV)/bin/jupyter-book build book --warningiserror --nitpick --keep-going
+	$(VENV)/bin/jupyter-book build book --all --warningiserror --nitpick --keep-going
 
 # Chapters are written in book/src/*.py (percent format); this regenerates each notebook
 # and executes it, so the committed notebooks carry fresh outputs for nbval.
