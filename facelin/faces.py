@@ -412,8 +412,9 @@ def five_points(landmarks) -> np.ndarray:
 def template_chips(images, landmarks, size: int = 112) -> torch.Tensor:
     """Chips aligned to the ArcFace five-point template, as InsightFace aligns faces: the
     least-squares similarity transform from `five_points` of the 68 landmarks to
-    `ARCFACE_TEMPLATE` scaled by ``size / 112``, then bilinear sampling (0 outside the
-    image; values are not rounded).
+    `ARCFACE_TEMPLATE` scaled by ``size / 112`` (skimage's ``SimilarityTransform``
+    estimate), then bilinear sampling (0 where a pixel's 2x2 neighbourhood leaves the
+    image, as in `face_chips`; values are not rounded).
 
     images : as for `face_chips` (uint8). landmarks : (N, 68, 2) dlib landmarks.
     Returns an (N, 3, size, size) float32 tensor of RGB values in 0..255.
@@ -424,12 +425,14 @@ def template_chips(images, landmarks, size: int = 112) -> torch.Tensor:
     size = int(size)
     points = five_points(_landmark_array(landmarks, len(images)))
     template = np.broadcast_to(ARCFACE_TEMPLATE * (size / 112.0), points.shape)
-    # chip -> image, so that every chip pixel is looked up in the image
-    matrix, mean_chip, mean_image = _similarity_transforms(template, points)
+    # fitted image -> template (least squares in the chip, as InsightFace fits it), then
+    # inverted so that every chip pixel is looked up in the image
+    matrix, mean_image, mean_chip = _similarity_transforms(points, template)
+    inverse = np.linalg.inv(matrix)
     grid = np.stack(np.meshgrid(np.arange(size), np.arange(size)), axis=-1).astype(float)
     chips = np.empty((len(images), 3, size, size), dtype=np.float32)
     for index, image in enumerate(images):
-        source = mean_image[index] + (grid - mean_chip[index]) @ matrix[index].T
+        source = mean_image[index] + (grid - mean_chip[index]) @ inverse[index].T
         chip = _bilinear(image, source[..., 0], source[..., 1])
         chips[index] = chip.transpose(2, 0, 1)
     return torch.from_numpy(chips)

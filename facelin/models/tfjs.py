@@ -31,7 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["TFJSFormatError", "TFJSGraph", "read_tfjs_graph", "SUPPORTED_OPS",
-           "same_padding"]
+           "same_padding", "tfjs_reference", "REFERENCE_SCRIPT"]
+
+# The node script that runs a graph with TensorFlow.js's pure-JavaScript CPU backend.
+REFERENCE_SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "tfjs_reference.js"
 
 
 class TFJSFormatError(ValueError):
@@ -53,6 +56,9 @@ _BINARY = {
     "Mul": torch.mul, "Maximum": torch.maximum, "Minimum": torch.minimum,
     "RealDiv": torch.div,
 }
+# ops with a scalar operand (commutative, or the scalar second)
+_SCALAR = {"Maximum": torch.clamp_min, "Minimum": torch.clamp_max, "Mul": torch.mul,
+           "Add": torch.add, "AddV2": torch.add, "BiasAdd": torch.add}
 _UNARY = {**_ACTIVATIONS, "Abs": torch.abs, "Square": torch.square, "Identity": lambda x: x,
           "Neg": torch.neg, "Sqrt": torch.sqrt, "Rsqrt": torch.rsqrt, "Exp": torch.exp}
 _WEIGHTED = ("Conv2D", "_FusedConv2D", "DepthwiseConv2dNative", "DepthwiseConv2d",
@@ -148,9 +154,9 @@ def _input_name(reference: str) -> str | None:
     return name
 
 
-def _module_name(node_name: str, taken: set) -> str:
+def _module_name(node_name: str, taken: set, owner: type) -> str:
     name = re.sub(r"\W", "_", node_name)
-    if name[0].isdigit() or hasattr(nn.Module, name):
+    if name[0].isdigit() or hasattr(owner, name):
         name = "node_" + name
     base, k = name, 1
     while name in taken:
@@ -220,6 +226,9 @@ class _Elementwise(_Op):
                                       "tensor against another rank is not supported")
             return self.function(*tensors)
         (x,) = tensors
+        if self.constant.numel() == 1 and self.op in _SCALAR:
+            # a scalar operand as a Python number: one pass, no broadcast tensor
+            return _SCALAR[self.op](x, self.constant.item())
         constant = _as_rank(self.constant, x.dim()).to(x.dtype)
         return self.function(constant, x) if self.constant_position == 0 else \
             self.function(x, constant)
@@ -408,7 +417,7 @@ class TFJSGraph(nn.Module):
         self._order, self._module_of = [], {}
         taken = set()
         for op in ops:
-            name = _module_name(op.node_name, taken)
+            name = _module_name(op.node_name, taken, type(self))
             self.add_module(name, op)
             self._order.append(name)
             self._module_of[op.node_name] = name
@@ -433,6 +442,31 @@ class TFJSGraph(nn.Module):
             raise KeyError(f"no computing node {node_name!r} in {self.source} "
                            f"(up to {self.output_node!r})")
         return self._module_of[node_name]
+
+    def unit_counts(self) -> dict:
+        """Output shape (without the batch) of every node in `layer_names`, in order
+        (rank-4 outputs as (C, H, W))."""
+        if self.input_shape is None or None in self.input_shape:
+            raise ValueError("unit_counts needs a graph input of fixed shape")
+        shapes = {}
+        hooks = [self.get_submodule(name).register_forward_hook(
+            lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[1:])))
+            for name in self._order]
+        parameter = next(self.parameters(), None)
+        dtype = torch.float32 if parameter is None else parameter.dtype
+        try:
+            with torch.no_grad():
+                TFJSGraph.forward(self, torch.full((1, *self.input_shape), 128.0,
+                                                   dtype=dtype))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return shapes
+
+    def stage_table(self) -> list[dict]:
+        """One row per node: name ("stage"), kind (the TF op), output shape and units."""
+        return [{"stage": name, "kind": self.get_submodule(name).op, "output shape": shape,
+                 "units": int(np.prod(shape))} for name, shape in self.unit_counts().items()]
 
     def check_input(self, x: torch.Tensor):
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
@@ -601,3 +635,42 @@ def read_tfjs_graph(path, output: str | None = None) -> TFJSGraph:
         (naming the op and its node).
     """
     return _load_graph(path, output).eval().requires_grad_(False)
+
+
+def tfjs_reference(path, inputs, nodes) -> dict:
+    """What TensorFlow.js itself computes (its pure-JavaScript CPU backend, under node)
+    for a graph model: ``{node: array}`` for each TF.js node name in ``nodes``, given
+    ``inputs`` (N, C, H, W) float32 as :class:`TFJSGraph` takes them. Rank-4 values are
+    returned in :class:`TFJSGraph`'s NCHW layout. Needs node and npm (TensorFlow.js is
+    installed into the cache on first use, see `facelin.models.npm.tfjs_modules`)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from .npm import NpmError, tfjs_modules
+
+    node = shutil.which("node")
+    if node is None:
+        raise NpmError("the TF.js reference needs node, which is not installed")
+    if not REFERENCE_SCRIPT.is_file():
+        raise FileNotFoundError(f"{REFERENCE_SCRIPT}: the reference script (in the "
+                                "source tree's tools/) is missing")
+    batch = np.ascontiguousarray(np.asarray(inputs, dtype="<f4").transpose(0, 2, 3, 1))
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        batch.tofile(work / "input.bin")
+        done = subprocess.run(
+            [node, str(REFERENCE_SCRIPT), "--modules", str(tfjs_modules()), "--model",
+             str(path), "--input", str(work / "input.bin"), "--shape",
+             ",".join(map(str, batch.shape)), "--nodes", ",".join(nodes), "--out",
+             str(work / "out.json")], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{REFERENCE_SCRIPT.name} failed: {done.stderr[-1000:]}")
+        result = json.loads((work / "out.json").read_text())
+    out = {}
+    for name in nodes:
+        entry = result["nodes"][name]
+        value = np.frombuffer(base64.b64decode(entry["values"]), "<f4").reshape(
+            entry["shape"])
+        out[name] = value.transpose(0, 3, 1, 2) if value.ndim == 4 else value
+    return out
