@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .shape import align_shapes, generalized_procrustes
+
 __all__ = ["FaceSet", "FaceFolder", "LFWPairs", "Nuisance", "IdentitySet", "lfw_subset",
            "load_faces", "load_face_folder", "load_lfw", "identity_set", "IMAGE_EXTENSIONS"]
 
@@ -70,7 +72,6 @@ def lfw_subset(factor: int = 6, max_outside: float = 0.15,
     """
     from .faces import landmarks as dlib_landmarks
     from .faces import upsampled_lfw
-    from .facespace import _align_to, generalized_procrustes
 
     images = np.stack(upsampled_lfw(range(100), factor))
     size = images.shape[1]
@@ -83,7 +84,7 @@ def lfw_subset(factor: int = 6, max_outside: float = 0.15,
         rejected.append({"index": int(index), "reason": f"{outside[index]:.0%} of the "
                          "landmarks lie outside the image"})
     mean, _ = generalized_procrustes(points)
-    aligned = _align_to(points, mean)
+    aligned = align_shapes(points, mean)
     distance = np.linalg.norm(aligned - mean, axis=(1, 2))
     median = np.median(distance)
     robust_sd = 1.4826 * np.median(np.abs(distance - median))
