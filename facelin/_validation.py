@@ -107,8 +107,9 @@ def landmark_array(landmarks, n_images: int | None = None, n_points=None,
     if points.ndim != 3 or points.shape[2] != 2 or points.shape[1] < 3 or (
             allowed is not None and points.shape[1] not in allowed):
         count = "n_points" if allowed is None else " or ".join(map(str, allowed))
-        raise ValueError(f"{name}: expected shape (N, {count}, 2) of (x, y) positions, got "
-                         f"{points.shape}")
+        rows = "N" if n_images is None else n_images
+        raise ValueError(f"{name}: expected shape ({rows}, {count}, 2) of (x, y) "
+                         f"positions, got {points.shape}")
     if n_images is not None and points.shape[0] != n_images:
         raise ValueError(f"{name}: {points.shape[0]} landmark sets for {n_images} images")
     bad = ~np.isfinite(points).all(axis=(1, 2))

@@ -23,6 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._validation import positive_int
+from .faces import landmarks as dlib_landmarks
+from .faces import upsampled_lfw
 from .shape import align_shapes, generalized_procrustes
 
 __all__ = ["FaceSet", "FaceFolder", "LFWPairs", "Nuisance", "IdentitySet", "lfw_subset",
@@ -70,9 +73,6 @@ def lfw_subset(factor: int = 6, max_outside: float = 0.15,
     or when its Procrustes distance to the mean face exceeds the median distance by
     more than ``max_shape_distance`` robust standard deviations (a predictor failure).
     """
-    from .faces import landmarks as dlib_landmarks
-    from .faces import upsampled_lfw
-
     images = np.stack(upsampled_lfw(range(100), factor))
     size = images.shape[1]
     boxes = np.tile([0, 0, size - 1, size - 1], (len(images), 1))
@@ -304,8 +304,6 @@ def load_faces(source="lfw_subset", max_images: int | None = None, seed=0) -> Fa
     """
     if isinstance(source, str) and source == "lfw_subset":
         return lfw_subset()
-    from .faces import FaceNotFoundError
-    from .faces import landmarks as dlib_landmarks
     root = Path(source)
     try:
         folder = load_lfw(root, progress=True).faces
@@ -321,17 +319,14 @@ def load_faces(source="lfw_subset", max_images: int | None = None, seed=0) -> Fa
     if any(image.ndim == 3 for image in images):  # one kind: grey images become RGB
         images = [image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
                   for image in images]
-    try:
-        points = dlib_landmarks(images)
-    except FaceNotFoundError as missing:
-        for position in missing.indices:
-            rejected.append({"index": int(keep[position]), "reason": "dlib's detector "
-                             f"found no face in {folder.paths[keep[position]]}"})
-        found = np.setdiff1d(np.arange(len(keep)), missing.indices)
-        if len(found) == 0:
-            raise ValueError(f"dlib's detector found no face in any image of {root}")
-        keep, images = keep[found], [images[i] for i in found]
-        points = dlib_landmarks(images)
+    found = dlib_landmarks(images, on_missing="skip")
+    for position in found.missing:
+        rejected.append({"index": int(keep[position]), "reason": "dlib's detector "
+                         f"found no face in {folder.paths[keep[position]]}"})
+    if len(found.indices) == 0:
+        raise ValueError(f"dlib's detector found no face in any image of {root}")
+    keep, images, points = keep[found.indices], [images[i] for i in found.indices], \
+        found.points
     same_size = len({image.shape for image in images}) == 1
     return FaceSet(np.stack(images) if same_size else images, points, keep, rejected,
                    f"{root}: {len(keep)} faces, dlib's 68 landmarks")
@@ -415,9 +410,8 @@ def identity_set(space, n_identities: int, n_per_identity: int, nuisance=1.0, se
     The random draws do not depend on the strength, so a sweep over strengths changes
     only how far each image moves, never which way.
     """
-    for name, value in (("n_identities", n_identities), ("n_per_identity", n_per_identity)):
-        if int(value) != value or value < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {value}")
+    n_identities = positive_int(n_identities, "n_identities")
+    n_per_identity = positive_int(n_per_identity, "n_per_identity")
     if not isinstance(nuisance, Nuisance):
         nuisance = Nuisance.at(float(nuisance))
     rng = np.random.default_rng(seed)

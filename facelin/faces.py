@@ -16,13 +16,19 @@ from __future__ import annotations
 import functools
 import importlib.util
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["FaceNotFoundError", "landmarks", "face_chips", "chip_transforms", "model_file",
-           "upsampled_lfw", "lfw_face_chips", "dlib_reference_chips"]
+from ._validation import box_array, image_list, landmark_array, whole_number
+
+__all__ = ["FaceNotFoundError", "Landmarks", "landmarks", "face_chips", "chip_transforms",
+           "model_file", "upsampled_lfw", "lfw_face_chips", "dlib_reference_chips",
+           "ON_MISSING"]
+
+#: What `landmarks` does with images in which dlib's detector finds no face.
+ON_MISSING = ("raise", "skip", "box")
 
 # dlib's canonical face (get_face_chip_details): for 5 points, the eye corners and the
 # bottom of the nose; for 68 points, the mean positions of points 17..67, of which the
@@ -70,55 +76,15 @@ class FaceNotFoundError(ValueError):
             f"image(s), at index {self.indices}; pass `boxes` for these images, or drop them")
 
 
-# --------------------------------------------------------------------------------------
-# Input checking
-# --------------------------------------------------------------------------------------
-
 def _image_list(images, name: str = "images") -> list[np.ndarray]:
-    """Validate `images` and return a list of (H, W, 3) uint8 C-contiguous arrays."""
-    if isinstance(images, torch.Tensor):
-        images = images.detach().cpu().numpy()
-    if isinstance(images, np.ndarray):
-        if images.ndim not in (3, 4):
-            raise ValueError(
-                f"{name}: an array must be a batch of shape (N, H, W) or (N, H, W, 3), got "
-                f"shape {images.shape}; wrap a single image in a list")
-        images = list(images)
-    if not isinstance(images, (list, tuple)) or len(images) == 0:
-        raise ValueError(f"{name}: expected a non-empty list of images or a batch array")
-    out = []
-    for index, image in enumerate(images):
-        image = np.asarray(image)
-        if image.dtype != np.uint8:
-            raise TypeError(
-                f"{name}[{index}]: expected uint8 pixels (as dlib uses), got {image.dtype}; "
-                "convert with skimage.util.img_as_ubyte")
-        if image.ndim == 2:
-            image = np.repeat(image[:, :, None], 3, axis=2)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(
-                f"{name}[{index}]: expected an (H, W) grey or (H, W, 3) RGB image, got shape "
-                f"{image.shape}")
-        if min(image.shape[:2]) < 2:
-            raise ValueError(f"{name}[{index}]: image of shape {image.shape} is too small")
-        out.append(np.ascontiguousarray(image))
-    return out
+    """(H, W, 3) uint8 C-contiguous images, as dlib takes them (kept under this name for
+    `facelin.models.dlib_resnet`)."""
+    return image_list(images, pixels="uint8", name=name)
 
 
 def _landmark_array(points, n_images: int) -> np.ndarray:
-    if isinstance(points, torch.Tensor):
-        points = points.detach().cpu().numpy()
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 3 or points.shape[0] != n_images or points.shape[1] not in (5, 68) \
-            or points.shape[2] != 2:
-        raise ValueError(
-            f"landmarks: expected shape ({n_images}, 68 or 5, 2) (x, y per point), got "
-            f"{points.shape}")
-    bad = ~np.isfinite(points).all(axis=(1, 2))
-    if bad.any():
-        raise ValueError(f"landmarks: NaN or Inf in the landmarks of image(s) "
-                         f"{np.flatnonzero(bad).tolist()}")
-    return points
+    """(n_images, 68 or 5, 2) landmarks, as dlib's alignment takes them."""
+    return landmark_array(points, n_images, n_points=(68, 5))
 
 
 # --------------------------------------------------------------------------------------
@@ -156,8 +122,22 @@ def _predictor(n_points: int):
     return dlib.shape_predictor(str(model_file(name)))
 
 
-def landmarks(images, n_points: int = 68, boxes=None, upsample: int = 1) -> np.ndarray:
-    """Facial landmarks from dlib's shape predictors.
+class Landmarks(NamedTuple):
+    """What `landmarks` returns when ``on_missing`` is "skip" or "box".
+
+    points : (M, n_points, 2) float64 (x, y) positions, one row per entry of ``indices``.
+    indices : (M,) int64, the input image of each row of ``points``.
+    missing : (K,) int64, the input images in which the detector found no face (with
+        "skip" they have no row; with "box" their row starts from the fallback box).
+    """
+    points: np.ndarray
+    indices: np.ndarray
+    missing: np.ndarray
+
+
+def landmarks(images, n_points: int = 68, boxes=None, upsample: int = 1,
+              on_missing: str = "raise"):
+    """Facial landmarks from dlib's shape predictors, one detector pass per image.
 
     Parameters
     ----------
@@ -168,48 +148,70 @@ def landmarks(images, n_points: int = 68, boxes=None, upsample: int = 1) -> np.n
         the largest is used.
     upsample : how many times the detector upsamples each image before searching (dlib's
         ``upsample_num_times``; 1 finds faces down to about 40 pixels).
+    on_missing : what to do with images in which the detector finds no face:
+        ``"raise"`` (default) raises `FaceNotFoundError` listing all of them;
+        ``"skip"`` leaves them out; ``"box"`` runs the predictor from the central box
+        ``(W/4, H/4, 3W/4, 3H/4)`` of the image (faces in LFW-like crops are centred).
 
     Returns
     -------
-    np.ndarray of shape (N, n_points, 2), float64, the (x, y) pixel position of each point
-    in the order of dlib's models; row ``i`` belongs to ``images[i]``.
+    With ``on_missing="raise"``: an np.ndarray of shape (N, n_points, 2), float64, the
+    (x, y) pixel position of each point in the order of dlib's models; row ``i`` belongs
+    to ``images[i]``. Otherwise a `Landmarks` ``(points, indices, missing)``, which says
+    which image each row belongs to and where no face was found.
 
     Raises
     ------
     FaceNotFoundError
-        when the detector finds no face in one or more images: nothing is returned and the
-        error's ``indices`` lists every such image, so rows can never be misaligned.
+        with ``on_missing="raise"``, when the detector finds no face in one or more
+        images: nothing is returned and the error's ``indices`` lists every such image.
     """
     if n_points not in (5, 68):
         raise ValueError(f"n_points: dlib has 68- and 5-point predictors, got {n_points}")
-    if int(upsample) != upsample or upsample < 0:
-        raise ValueError(f"upsample: a whole number >= 0, got {upsample}")
+    upsample = whole_number(upsample, "upsample")
+    if on_missing not in ON_MISSING:
+        raise ValueError(f"on_missing: one of {ON_MISSING}, got {on_missing!r}")
     images = _image_list(images)
-    import dlib
     if boxes is None:
-        rects, missing = [], []
-        for index, image in enumerate(images):
-            found = _detector()(image, int(upsample))
-            if len(found) == 0:
-                missing.append(index)
-                rects.append(None)
-            else:
-                rects.append(max(found, key=lambda r: r.width() * r.height()))
-        if missing:
-            raise FaceNotFoundError(missing, len(images))
+        boxes, missing = _detect(images, upsample)
     else:
-        boxes = np.asarray(boxes, dtype=np.float64)
-        if boxes.shape != (len(images), 4) or not np.isfinite(boxes).all():
-            raise ValueError(f"boxes: expected a finite ({len(images)}, 4) array of "
-                             f"(left, top, right, bottom), got shape {boxes.shape}")
-        if ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])).any():
-            raise ValueError("boxes: every box needs right > left and bottom > top")
-        rects = [dlib.rectangle(*(int(round(v)) for v in box)) for box in boxes]
+        boxes, missing = box_array(boxes, len(images)), []
+    if missing and on_missing == "raise":
+        raise FaceNotFoundError(missing, len(images))
+    indices = np.arange(len(images))
+    if on_missing == "skip":
+        indices = np.setdiff1d(indices, missing)
+    for index in missing if on_missing == "box" else ():
+        height, width = images[index].shape[:2]
+        boxes[index] = [width / 4, height / 4, 3 * width / 4, 3 * height / 4]
+    points = _predict([images[i] for i in indices], boxes[indices], n_points)
+    if on_missing == "raise":
+        return points
+    return Landmarks(points, indices, np.asarray(missing, dtype=np.int64))
+
+
+def _detect(images: list[np.ndarray], upsample: int) -> tuple[np.ndarray, list[int]]:
+    """dlib's detector on each image: the largest face's box (N, 4), NaN where none was
+    found, and the indices of those images."""
+    boxes, missing = np.full((len(images), 4), np.nan), []
+    for index, image in enumerate(images):
+        found = _detector()(image, upsample)
+        if len(found) == 0:
+            missing.append(index)
+            continue
+        rect = max(found, key=lambda r: r.width() * r.height())
+        boxes[index] = [rect.left(), rect.top(), rect.right(), rect.bottom()]
+    return boxes, missing
+
+
+def _predict(images: list[np.ndarray], boxes: np.ndarray, n_points: int) -> np.ndarray:
+    """dlib's shape predictor in each (left, top, right, bottom) box: (N, n_points, 2)."""
+    import dlib
     predictor = _predictor(n_points)
     out = np.empty((len(images), n_points, 2))
-    for index, (image, rect) in enumerate(zip(images, rects)):
-        shape = predictor(image, rect)
-        out[index] = [(p.x, p.y) for p in shape.parts()]
+    for index, (image, box) in enumerate(zip(images, boxes)):
+        rect = dlib.rectangle(*(int(round(v)) for v in box))
+        out[index] = [(p.x, p.y) for p in predictor(image, rect).parts()]
     return out
 
 
@@ -407,19 +409,14 @@ def lfw_face_chips(factor: int = 6, n_points: int = 68, size: int = 150,
     """Aligned chips of the faces of ``lfw_subset()`` that dlib's detector finds.
 
     The 100 face crops (indices 0..99) are enlarged by `upsampled_lfw`; those in which
-    the detector finds no face are dropped (reported by `landmarks` as a
-    `FaceNotFoundError`). Returns ``(indices, chips)``: the lfw_subset index of every
-    chip and the (n, 3, size, size) chips.
+    the detector finds no face are left out (``landmarks(..., on_missing="skip")``).
+    Returns ``(indices, chips)``: the lfw_subset index of every chip and the
+    (n, 3, size, size) chips.
     """
-    indices = list(range(100))
-    images = upsampled_lfw(indices, factor)
-    try:
-        points = landmarks(images, n_points)
-    except FaceNotFoundError as missing:
-        keep = [i for i in indices if i not in set(missing.indices)]
-        indices, images = keep, [images[i] for i in keep]
-        points = landmarks(images, n_points)
-    return indices, face_chips(images, points, size, padding)
+    images = upsampled_lfw(range(100), factor)
+    found = landmarks(images, n_points, on_missing="skip")
+    kept = [images[i] for i in found.indices]
+    return found.indices.tolist(), face_chips(kept, found.points, size, padding)
 
 
 def _dlib_shape(points: np.ndarray, image: np.ndarray):
