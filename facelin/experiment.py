@@ -22,8 +22,9 @@ import torch
 from . import __version__
 from .facespace import FaceSpace, cache_dir, default_space
 
-CACHE_FORMAT = 1
-NETWORKS = ("trained", "untrained")
+CACHE_FORMAT = 2
+# The face CNNs the chapters study, each with its untrained control (pretrained=False).
+NETWORKS = ("dlib-resnet",)
 
 
 def _cached(kind: str, key: dict, compute: Callable[[], dict]) -> dict:
@@ -64,11 +65,13 @@ def to_chips(images: np.ndarray) -> torch.Tensor:
 @dataclass
 class Stimuli:
     """Chang & Tsao's stimuli: ``params`` (n, 50) as drawn, ``normalized`` (their analysis
-    normalisation of those), ``chips`` (n, 3, 150, 150) uint8 dlib chips, and the space."""
+    normalisation of those), ``chips`` (n, 3, 150, 150) uint8 dlib chips (the synthesised
+    images), ``landmarks`` (n, 68, 2) their exact landmarks in chip pixels, and the space."""
 
     params: np.ndarray
     normalized: np.ndarray
     chips: torch.Tensor
+    landmarks: np.ndarray
     space: FaceSpace
     seed: int
 
@@ -86,36 +89,74 @@ def stimuli(n_faces: int = 2000, seed: int = 0, space: FaceSpace | None = None,
     params = space.sample(n_faces, seed)
 
     def compute():
-        images, _ = space.synthesize(params, size=150, progress=progress)
-        return {"params": torch.from_numpy(params), "chips": to_chips(images)}
+        images, landmarks = space.synthesize(params, size=150, progress=progress)
+        return {"params": torch.from_numpy(params), "chips": to_chips(images),
+                "landmarks": torch.from_numpy(landmarks)}
 
     data = _cached("stimuli", {"space": space_fingerprint(space), "n": n_faces, "seed": seed},
                    compute)
     params = data["params"].numpy()
     return Stimuli(params=params, normalized=space.normalize(params), chips=data["chips"],
-                   space=space, seed=seed)
+                   landmarks=data["landmarks"].numpy(), space=space, seed=seed)
 
 
-def network(name: str = "trained"):
-    """dlib's face-recognition ResNet (``"trained"``) or the same architecture with seeded
-    random weights (``"untrained"``, the control)."""
-    from .models import load_dlib_resnet
-
+def _check_network(name: str) -> None:
     if name not in NETWORKS:
         raise ValueError(f"network must be one of {NETWORKS}, got {name!r}")
-    return load_dlib_resnet(pretrained=name == "trained")
+
+
+def network(name: str = "dlib-resnet", pretrained: bool = True):
+    """The face CNN ``name`` (one of :data:`NETWORKS`) with its trained weights, or with
+    ``pretrained=False`` the same architecture with seeded random weights (the control)."""
+    _check_network(name)
+    return _model(name, pretrained)
+
+
+def _model(name: str, pretrained: bool):
+    from .models import load_dlib_resnet
+
+    return load_dlib_resnet(pretrained=pretrained)
+
+
+def inputs(chips, landmarks, network_name: str = "dlib-resnet") -> torch.Tensor:
+    """The input chips of ``network_name`` (N, 3, S, S) float32, 0..255, cut from images
+    (here dlib chips, (N, 3, 150, 150) uint8) with their dlib 68-point ``landmarks``
+    (N, 68, 2). The stimuli's chips are dlib's own alignment, so dlib's network takes them
+    as they are."""
+    _check_network(network_name)
+    chips = torch.as_tensor(chips)
+    if chips.dim() != 4 or chips.shape[1] != 3:
+        raise ValueError(f"chips: expected (N, 3, S, S), got {tuple(chips.shape)}")
+    if np.asarray(landmarks).shape != (len(chips), 68, 2):
+        raise ValueError(f"landmarks: expected ({len(chips)}, 68, 2), "
+                         f"got {np.asarray(landmarks).shape}")
+    return chips.float()
 
 
 def block_outputs(model) -> list[str]:
-    """The output (after the final ReLU) of every residual block, in forward order."""
+    """The output (after the final ReLU) of every residual block of dlib's ResNet, in
+    forward order."""
     return [n for n in model.layer_names() if n.startswith("stage") and n.endswith(".relu")
             and n.count(".") == 2]
 
 
-def analysis_layers(model) -> list[str]:
-    """The layers the claim chapters study: the stem, every residual block's output, the
-    256-d pooled layer and the 128-d descriptor."""
-    return ["stem.max_pool"] + block_outputs(model) + ["pool", "descriptor"]
+def analysis_layers(network_name: str = "dlib-resnet") -> list[str]:
+    """The layers the claim chapters study, in forward order; for dlib's ResNet the stem,
+    every residual block's output, the 256-d pooled layer and the 128-d descriptor."""
+    _check_network(network_name)
+    return ["stem.max_pool"] + block_outputs(_model(network_name, False)) + ["pool",
+                                                                            "descriptor"]
+
+
+def deep_layers(network_name: str = "dlib-resnet") -> list[str]:
+    """The deep layers, where the claims are judged: the last block's output, the pooled
+    layer and the descriptor."""
+    return analysis_layers(network_name)[-3:]
+
+
+def descriptor_layer(network_name: str = "dlib-resnet") -> str:
+    """The layer whose output is the network's face descriptor."""
+    return analysis_layers(network_name)[-1]
 
 
 def _unit_spec(model, layers, units_per_layer: int) -> dict:
@@ -131,12 +172,13 @@ def _unit_spec(model, layers, units_per_layer: int) -> dict:
 
 @dataclass
 class Population:
-    """Responses (n faces x units, float32) of the units of several layers; ``layers``
-    maps each layer to its columns."""
+    """Responses (n faces x units, float32) of the units of several layers of one network;
+    ``layers`` maps each layer to its ``(start, stop)`` columns."""
 
     values: torch.Tensor
     layers: dict
     network: str
+    pretrained: bool
 
     def layer(self, name: str) -> torch.Tensor:
         if name not in self.layers:
@@ -145,42 +187,49 @@ class Population:
         return self.values[:, start:stop]
 
 
-def population(stim: Stimuli, network_name: str = "trained", units_per_layer: int = 512,
-               layers: list[str] | None = None, seed: int = 0, progress: bool = True
-               ) -> Population:
-    """Responses of ``network_name`` to the stimuli's chips: every unit of layers with at
-    most ``units_per_layer`` units (the pooled layer, the descriptor), and
-    ``units_per_layer`` units sampled with ``seed`` from each larger layer."""
+def population(stim: Stimuli, network: str = "dlib-resnet", pretrained: bool = True,
+               units_per_layer: int = 512, layers: list[str] | None = None, seed: int = 0,
+               progress: bool = True) -> Population:
+    """Responses of ``network`` (trained, or its untrained control) to the stimuli: every
+    unit of layers with at most ``units_per_layer`` units (the pooled layer, the
+    descriptor), and ``units_per_layer`` units sampled with ``seed`` from each larger
+    layer (default layers: :func:`analysis_layers`)."""
     from . import extract
 
-    model = network(network_name)
-    layers = analysis_layers(model) if layers is None else list(layers)
+    _check_network(network)
+    model = _model(network, pretrained)
+    layers = analysis_layers(network) if layers is None else list(layers)
     spec = _unit_spec(model, layers, units_per_layer)
 
     def compute():
-        recorded = extract.record(model, stim.chips, spec, batch_size=50, seed=seed,
+        chips = inputs(stim.chips, stim.landmarks, network)
+        recorded = extract.record(model, chips, spec, batch_size=50, seed=seed,
                                   progress=progress)
         bounds = {k: torch.tensor([s.start, s.stop]) for k, s in recorded.layers.items()}
         return {"values": recorded.values, "bounds": bounds}
 
     key = {"stimuli": space_fingerprint(stim.space), "n": len(stim), "stim_seed": stim.seed,
-           "network": network_name, "spec": spec, "seed": seed}
+           "network": network, "pretrained": pretrained, "spec": spec, "seed": seed}
     data = _cached("responses", key, compute)
     layers_out = {k: tuple(int(v) for v in b) for k, b in data["bounds"].items()}
-    return Population(values=data["values"], layers=layers_out, network=network_name)
+    return Population(values=data["values"], layers=layers_out, network=network,
+                      pretrained=pretrained)
 
 
-def layer_responses(chips: torch.Tensor, layer: str, network_name: str = "trained",
-                    units_per_layer: int = 512, seed: int = 0) -> torch.Tensor:
+def layer_responses(chips, landmarks, layer: str, network: str = "dlib-resnet",
+                    pretrained: bool = True, units_per_layer: int = 512, seed: int = 0
+                    ) -> torch.Tensor:
     """Responses of the same units of ``layer`` that :func:`population` records (same
-    ``units_per_layer`` and ``seed``), to new chips (N, 3, 150, 150): column j is the
-    population's column j of that layer. Not cached (for a few new faces, such as
-    engineered ones)."""
+    ``units_per_layer`` and ``seed``) to new faces: dlib chips (N, 3, 150, 150) with their
+    landmarks (N, 68, 2). Column j is the population's column j of that layer. Not
+    cached (for a few new faces, such as engineered ones)."""
     from . import extract
 
-    model = network(network_name)
+    _check_network(network)
+    model = _model(network, pretrained)
     spec = _unit_spec(model, [layer], units_per_layer)
-    return extract.record(model, chips, spec, batch_size=50, seed=seed, progress=False).values
+    return extract.record(model, inputs(chips, landmarks, network), spec, batch_size=50,
+                          seed=seed, progress=False).values
 
 
 def pixel_features(chips: torch.Tensor, n_components: int, seed: int = 0) -> torch.Tensor:

@@ -24,6 +24,7 @@ def test_stimuli_are_cached_and_keyed(small_space, cache):
     first = experiment.stimuli(12, seed=3, space=small_space, progress=False)
     assert first.chips.shape == (12, 3, 150, 150) and first.chips.dtype == torch.uint8
     assert first.params.shape == (12, 10)
+    assert first.landmarks.shape == (12, 68, 2)
     np.testing.assert_allclose(first.normalized, small_space.normalize(first.params))
     assert len(list(cache.glob("stimuli-*.pt"))) == 1
     again = experiment.stimuli(12, seed=3, space=small_space, progress=False)
@@ -44,8 +45,9 @@ def test_damaged_cache_entry_is_recomputed(small_space, cache):
 
 def test_population_layers_and_cache(small_space, cache):
     stim = experiment.stimuli(6, seed=1, space=small_space, progress=False)
-    pop = experiment.population(stim, "untrained", units_per_layer=40,
+    pop = experiment.population(stim, "dlib-resnet", pretrained=False, units_per_layer=40,
                                 layers=["stage1.block1.relu", "descriptor"], progress=False)
+    assert pop.network == "dlib-resnet" and not pop.pretrained
     assert pop.values.shape == (6, 40 + 40)
     assert pop.layer("descriptor").shape == (6, 40)
     assert list(pop.layers) == ["stage1.block1.relu", "descriptor"]
@@ -57,7 +59,7 @@ def test_population_layers_and_cache(small_space, cache):
     assert all(any(torch.allclose(d[:, j], full[:, k], atol=1e-4) for k in range(128))
                for j in range(3))
     with pytest.raises(ValueError, match="unknown layers"):
-        experiment.population(stim, "untrained", layers=["stage9"], progress=False)
+        experiment.population(stim, pretrained=False, layers=["stage9"], progress=False)
     with pytest.raises(ValueError, match="network must be"):
         experiment.network("random")
 
@@ -79,11 +81,24 @@ def test_pixel_features_and_shuffle():
 
 def test_layer_responses_records_the_population_units(small_space, cache):
     stim = experiment.stimuli(4, seed=2, space=small_space, progress=False)
-    pop = experiment.population(stim, "untrained", units_per_layer=30,
+    pop = experiment.population(stim, pretrained=False, units_per_layer=30,
                                 layers=["stage1.block1.relu", "descriptor"], progress=False)
     for layer in ("stage1.block1.relu", "descriptor"):
-        again = experiment.layer_responses(stim.chips[1:3], layer, "untrained",
-                                           units_per_layer=30)
+        again = experiment.layer_responses(stim.chips[1:3], stim.landmarks[1:3], layer,
+                                           pretrained=False, units_per_layer=30)
         torch.testing.assert_close(again, pop.layer(layer)[1:3], atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="unknown layers"):
-        experiment.layer_responses(stim.chips[:1], "stage9", "untrained")
+        experiment.layer_responses(stim.chips[:1], stim.landmarks[:1], "stage9",
+                                   pretrained=False)
+
+
+def test_network_layers():
+    layers = experiment.analysis_layers("dlib-resnet")
+    assert layers[0] == "stem.max_pool" and layers[-2:] == ["pool", "descriptor"]
+    assert experiment.deep_layers("dlib-resnet") == layers[-3:]
+    assert experiment.descriptor_layer("dlib-resnet") == "descriptor"
+    with pytest.raises(ValueError, match="network must be"):
+        experiment.analysis_layers("alexnet")
+    chips = torch.zeros(2, 3, 150, 150, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="landmarks"):
+        experiment.inputs(chips, np.zeros((3, 68, 2)))
