@@ -35,7 +35,8 @@ from .shape import ShapeModel, chip_landmarks, generalized_procrustes
 from .warp import PiecewiseAffineWarp
 
 __all__ = ["FaceSpace", "FaceSpaceVersionError", "default_space", "cache_dir",
-           "chip_landmarks", "generalized_procrustes", "FORMAT_VERSION"]
+           "chip_landmarks", "generalized_procrustes", "reconstruction_errors",
+           "FORMAT_VERSION"]
 
 #: Version of the file written by `FaceSpace.save`; `FaceSpace.load` refuses any other.
 FORMAT_VERSION = 1
@@ -347,6 +348,30 @@ def _read_space_file(path, names) -> dict:
             return {name: data[name] for name in ("settings", "background") + names}
         except Exception as error:  # a member cut short
             raise ValueError(f"{path}: damaged face-space file ({error})") from None
+
+def reconstruction_errors(space: FaceSpace, images, landmarks,
+                          n_components) -> tuple[np.ndarray, np.ndarray]:
+    """How well the first k components of ``space`` describe faces, for each k of
+    ``n_components`` (each at most the space's number of components per block).
+
+    Returns ``(landmark_rmse, texture_rmse)``, each (len(n_components),): the root mean
+    square distance, in pixels of a 150x150 dlib chip, between the faces' landmarks and
+    those of their first k shape parameters; the root mean square difference, in grey
+    levels (0-255) over the face region, between their shape-free textures and those of
+    their first k appearance parameters.
+    """
+    params = space.transform(images, landmarks)
+    true_points = chip_landmarks(landmarks)
+    textures = space.textures(images, landmarks)
+    landmark_rmse, texture_rmse = [], []
+    for k in n_components:
+        kept = space.reconstruct(params, n_shape=k, n_appearance=k)
+        fitted = space.shape_landmarks(kept[:, :space.n_shape])
+        landmark_rmse.append(np.sqrt(((fitted - true_points) ** 2).sum(-1).mean()))
+        fitted = space.texture_vectors(kept[:, space.n_shape:])
+        texture_rmse.append(255 * np.sqrt(((fitted - textures) ** 2).mean()))
+    return np.array(landmark_rmse), np.array(texture_rmse)
+
 
 def default_space(n_shape: int = 25, n_appearance: int = 25, texture_size: int = 150,
                   refresh: bool = False) -> FaceSpace:
