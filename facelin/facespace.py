@@ -1,24 +1,27 @@
 """Chang & Tsao's shape-appearance parameter space, built from landmarked face images.
 
 A face is a point in a 50-d space: 25 shape parameters (principal components of the
-landmark sets after generalised Procrustes alignment) and 25 appearance parameters
-(principal components of the "shape-free" textures: each face warped to the mean shape).
+landmark sets after generalised Procrustes alignment, `facelin.shape`) and 25
+appearance parameters (principal components of the "shape-free" textures, each face
+warped to the mean shape, `facelin.appearance`). `FaceSpace` composes those two models,
+the warp between images and textures (`facelin.warp`) and Chang & Tsao's normalisation
+(`facelin.normalize`), and reads and writes fitted spaces.
 
-The warp is piecewise affine over a Delaunay triangulation of the mean shape. Chang & Tsao
-used a thin-plate spline; the piecewise-affine warp is the standard active-appearance-model
-choice and has two properties this package relies on: it maps every landmark exactly onto
-its target, and its inverse is again piecewise affine, so warping to the mean shape uses a
-barycentric map computed once at fit time (one matrix product and one bilinear sample per
-face), and synthesis rasterises each triangle with one affine map per face. The face
-region is the outline of the jaw line and the eyebrows; pixels outside it are background.
+The warp is piecewise affine over a Delaunay triangulation of the mean shape. Chang &
+Tsao used a thin-plate spline; the piecewise-affine warp is the standard
+active-appearance-model choice and has two properties this package relies on: it maps
+every landmark exactly onto its target, and its inverse is again piecewise affine. The
+face region is the outline of the jaw line and the eyebrows; pixels outside it are
+background.
 
-Synthesised faces are placed as dlib's chip alignment expects (``facelin.faces.face_chips``
-with padding 0.25): each synthesised image *is* its own aligned chip, so chips of
-synthesised faces come from the returned landmarks without any detection.
+Synthesised faces are placed as dlib's chip alignment expects
+(``facelin.faces.face_chips`` with padding 0.25): each synthesised image *is* its own
+aligned chip, so chips of synthesised faces come from the returned landmarks without any
+detection.
 
 Images are float in [0, 1] or uint8, shaped ``(N, H, W)`` (grey) or ``(N, H, W, 3)``
-(RGB), or a list of such arrays of different sizes; landmarks are ``(N, 68, 2)`` arrays of
-``(x, y)`` pixel positions, pixel centres at integer coordinates (dlib's convention).
+(RGB), or a list of such arrays of different sizes; landmarks are ``(N, 68, 2)`` arrays
+of ``(x, y)`` pixel positions, pixel centres at integer coordinates (dlib's convention).
 """
 from __future__ import annotations
 
