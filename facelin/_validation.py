@@ -1,4 +1,5 @@
-"""Input checks shared by facelin's modules, each with a message that says what is wrong.
+"""Input checks shared by facelin's modules, each with a message that says what is
+wrong.
 
 Every function takes the user's value and the name the user knows it by, and returns the
 value in the form the caller computes with (a numpy array, a list of images, an int).
@@ -51,8 +52,10 @@ def _float_image(image: np.ndarray, name: str) -> np.ndarray:
 
 def _uint8_image(image: np.ndarray, name: str) -> np.ndarray:
     if image.dtype != np.uint8:
-        raise TypeError(f"{name}: expected uint8 pixels (as dlib uses), got {image.dtype}; "
-                        "convert with skimage.util.img_as_ubyte")
+        raise TypeError(
+            f"{name}: expected uint8 pixels (as dlib uses), got {image.dtype}; "
+            "convert with skimage.util.img_as_ubyte"
+        )
     return image
 
 
@@ -62,8 +65,9 @@ def image_list(images, pixels: str = "float", name: str = "images") -> list[np.n
     images : a list of (H, W) grey or (H, W, 3) RGB arrays (sizes may differ), or one
         (N, H, W) / (N, H, W, 3) array or tensor.
     pixels : ``"float"``: uint8 or float in [0, 1] in, float32 (H, W) or (H, W, 3) in
-        [0, 1] out (an (H, W, 1) image becomes (H, W)); ``"uint8"``: uint8 in, C-contiguous
-        (H, W, 3) uint8 out (grey replicated to three channels), as dlib takes them.
+        [0, 1] out (an (H, W, 1) image becomes (H, W)); ``"uint8"``: uint8 in,
+        C-contiguous (H, W, 3) uint8 out (grey replicated to three channels), as dlib
+        takes them.
     """
     if pixels not in ("float", "uint8"):
         raise ValueError(f"pixels: 'float' or 'uint8', got {pixels!r}")
@@ -76,7 +80,9 @@ def image_list(images, pixels: str = "float", name: str = "images") -> list[np.n
                 f"{images.shape}; wrap a single image in a list")
         images = list(images)
     if not isinstance(images, (list, tuple)) or len(images) == 0:
-        raise ValueError(f"{name}: expected a non-empty list of images or a batch array")
+        raise ValueError(
+            f"{name}: expected a non-empty list of images or a batch array"
+        )
     out = []
     for index, image in enumerate(images):
         where = f"{name}[{index}]"
@@ -86,8 +92,10 @@ def image_list(images, pixels: str = "float", name: str = "images") -> list[np.n
         if image.ndim == 3 and image.shape[2] == 1:
             image = image[:, :, 0]
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
-            raise ValueError(f"{where}: expected an (H, W) grey or (H, W, 3) RGB image, "
-                             f"got shape {image.shape}")
+            raise ValueError(
+                f"{where}: expected an (H, W) grey or (H, W, 3) RGB image, "
+                f"got shape {image.shape}"
+            )
         if min(image.shape[:2]) < 2:
             raise ValueError(f"{where}: image of shape {image.shape} is too small")
         if pixels == "uint8":
@@ -111,7 +119,9 @@ def landmark_array(landmarks, n_images: int | None = None, n_points=None,
         raise ValueError(f"{name}: expected shape ({rows}, {count}, 2) of (x, y) "
                          f"positions, got {points.shape}")
     if n_images is not None and points.shape[0] != n_images:
-        raise ValueError(f"{name}: {points.shape[0]} landmark sets for {n_images} images")
+        raise ValueError(
+            f"{name}: {points.shape[0]} landmark sets for {n_images} images"
+        )
     bad = ~np.isfinite(points).all(axis=(1, 2))
     if bad.any():
         raise ValueError(f"{name}: NaN or Inf in the landmarks of face(s) "

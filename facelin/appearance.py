@@ -1,7 +1,7 @@
 """The appearance half of the face space: principal components of shape-free textures.
 
-Textures are ``(N, D, C)`` arrays: D pixels of the texture frame's face region, C channels
-(1 for grey, 3 for RGB), values in [0, 1] (see `facelin.warp`).
+Textures are ``(N, D, C)`` arrays: D pixels of the texture frame's face region, C
+channels (1 for grey, 3 for RGB), values in [0, 1] (see `facelin.warp`).
 """
 from __future__ import annotations
 
@@ -54,11 +54,16 @@ class AppearanceModel:
         flat = textures.reshape(len(textures), -1)
         mean = self.mean_texture_.reshape(-1).astype(np.float32)
         components = self.components_.T.astype(np.float32)
-        return np.concatenate([(flat[start:start + 256] - mean) @ components
-                               for start in range(0, len(flat), 256)]).astype(np.float64)
+        return np.concatenate(
+            [
+                (flat[start : start + 256] - mean) @ components
+                for start in range(0, len(flat), 256)
+            ]
+        ).astype(np.float64)
 
     def textures(self, params) -> np.ndarray:
-        """Textures (N, D, C), float64, of (N, n_components) parameters (not clipped)."""
+        """Textures (N, D, C), float64, of (N, n_components) parameters (not
+        clipped)."""
         params = np.atleast_2d(np.asarray(params, dtype=np.float64))
         flat = self.mean_texture_.reshape(-1) + params @ self.components_
         return flat.reshape(len(flat), *self.mean_texture_.shape)

@@ -3,8 +3,8 @@
 Fitted face spaces, stimuli and recorded responses take from seconds to minutes to
 compute; they are kept under ``$FACELIN_CACHE`` (default ``~/.cache/facelin``) in files
 whose names hash everything that produced them, so a changed setting never reads a stale
-file. Files are written to a temporary name and renamed into place, so a reader never sees
-half a file, even with several processes filling the cache at once.
+file. Files are written to a temporary name and renamed into place, so a reader never
+sees half a file, even with several processes filling the cache at once.
 """
 from __future__ import annotations
 

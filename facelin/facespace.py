@@ -30,7 +30,13 @@ from pathlib import Path
 import numpy as np
 
 from . import cache
-from ._validation import image_list, landmark_array, param_array, positive_int, whole_number
+from ._validation import (
+    image_list,
+    landmark_array,
+    param_array,
+    positive_int,
+    whole_number,
+)
 from .appearance import AppearanceModel
 from .cache import cache_dir
 from .normalize import BlockNormalizer
@@ -44,10 +50,10 @@ __all__ = ["FaceSpace", "FaceSpaceVersionError", "default_space", "cache_dir",
 #: Version of the file written by `FaceSpace.save`; `FaceSpace.load` refuses any other.
 FORMAT_VERSION = 1
 
-# The warp's mesh: a Delaunay triangulation of the mean shape without the inner lip points
-# (60..67: on a closed mouth they coincide with the outer lips and their triangles fold
-# over), restricted to the face outline (jaw line, then the eyebrows), so that no sliver
-# triangle spans the concave gap between the brows.
+# The warp's mesh: a Delaunay triangulation of the mean shape without the inner lip
+# points (60..67: on a closed mouth they coincide with the outer lips and their
+# triangles fold over), restricted to the face outline (jaw line, then the eyebrows), so
+# that no sliver triangle spans the concave gap between the brows.
 _WARP_POINTS = np.array([i for i in range(68) if not 60 <= i <= 67])
 _FACE_OUTLINE = np.array(list(range(17)) + list(range(26, 16, -1)))
 
@@ -65,9 +71,9 @@ class FaceSpace:
     """Chang & Tsao's shape-appearance space: ``n_shape`` + ``n_appearance`` PCs.
 
     The space composes a `facelin.shape.ShapeModel` (Procrustes + shape PCA, attribute
-    ``shape_model_``), a `facelin.warp.PiecewiseAffineWarp` between images and the texture
-    frame of the mean shape (``warp_``), a `facelin.appearance.AppearanceModel` (PCA of
-    the shape-free textures, ``appearance_model_``) and a
+    ``shape_model_``), a `facelin.warp.PiecewiseAffineWarp` between images and the
+    texture frame of the mean shape (``warp_``), a `facelin.appearance.AppearanceModel`
+    (PCA of the shape-free textures, ``appearance_model_``) and a
     `facelin.normalize.BlockNormalizer` for Chang & Tsao's normalisation.
 
     Parameters
@@ -99,20 +105,36 @@ class FaceSpace:
                                             "(n_shape,) explained-variance ratios.")
     triangles_ = _part("warp_", "triangles", "(T, 3) the mesh (landmark indices).")
     mask_ = _part("warp_", "mask", "(texture_size, texture_size) face region.")
-    mean_texture_points_ = _part("warp_", "reference", "(68, 2) mean shape in the frame.")
+    mean_texture_points_ = _part(
+        "warp_", "reference", "(68, 2) mean shape in the frame."
+    )
     mean_texture_ = _part("appearance_model_", "mean_texture_", "(D, C) mean texture.")
-    appearance_components_ = _part("appearance_model_", "components_", "(n, D * C) PCs.")
-    appearance_eigenvalues_ = _part("appearance_model_", "eigenvalues_", "(n,) variances.")
+    appearance_components_ = _part(
+        "appearance_model_", "components_", "(n, D * C) PCs."
+    )
+    appearance_eigenvalues_ = _part(
+        "appearance_model_", "eigenvalues_", "(n,) variances."
+    )
     appearance_explained_variance_ratio_ = _part(
-        "appearance_model_", "explained_variance_ratio_", "(n,) explained-variance ratios.")
+        "appearance_model_",
+        "explained_variance_ratio_",
+        "(n,) explained-variance ratios.",
+    )
 
-    def __init__(self, n_shape: int = 25, n_appearance: int = 25, texture_size: int = 150,
-                 background: float = 0.5):
+    def __init__(
+        self,
+        n_shape: int = 25,
+        n_appearance: int = 25,
+        texture_size: int = 150,
+        background: float = 0.5,
+    ):
         self.n_shape = positive_int(n_shape, "n_shape")
         self.n_appearance = positive_int(n_appearance, "n_appearance")
         self.texture_size = whole_number(texture_size, "texture_size", minimum=16)
         if not 0 <= background <= 1:
-            raise ValueError(f"background: expected a grey level in [0, 1], got {background}")
+            raise ValueError(
+                f"background: expected a grey level in [0, 1], got {background}"
+            )
         self.background = float(background)
 
     # ---------------------------------------------------------------- properties
@@ -139,16 +161,17 @@ class FaceSpace:
         whole face region fits the frame with a 2-pixel border (dlib's chips cut the
         chin), meshed without the inner lips and inside the face outline."""
         points = self.shape_model_.chip_mean_shape(self.texture_size)
-        self.warp_ = PiecewiseAffineWarp.in_frame(points, self.texture_size, _WARP_POINTS,
-                                                  _FACE_OUTLINE, border=2)
+        self.warp_ = PiecewiseAffineWarp.in_frame(
+            points, self.texture_size, _WARP_POINTS, _FACE_OUTLINE, border=2
+        )
 
     # ---------------------------------------------------------------- fit / transform
     def fit(self, images, landmarks) -> "FaceSpace":
         """Build the space from face images and their 68-point landmarks.
 
-        Generalised Procrustes alignment of the landmark sets, PCA of the aligned shapes,
-        each face warped (piecewise affine) to the mean shape and masked to the face
-        region, PCA of those shape-free textures. Needs more faces than components.
+        Generalised Procrustes alignment of the landmark sets, PCA of the aligned
+        shapes, each face warped (piecewise affine) to the mean shape and masked to the
+        face region, PCA of those shape-free textures. Needs more faces than components.
         """
         images = image_list(images)
         points = landmark_array(landmarks, len(images))
@@ -160,7 +183,9 @@ class FaceSpace:
                 "components")
         channels = {im.shape[2] if im.ndim == 3 else 1 for im in images}
         if len(channels) > 1:
-            raise ValueError("images: mix of grey and RGB images; convert them to one kind")
+            raise ValueError(
+                "images: mix of grey and RGB images; convert them to one kind"
+            )
         self.shape_model_ = ShapeModel(self.n_shape).fit(points)
         self._setup_warp()
         textures = self.warp_.sample(images, points, channels.pop())  # (N, D, C)
@@ -168,7 +193,8 @@ class FaceSpace:
         return self
 
     def shape_params(self, landmarks) -> np.ndarray:
-        """Shape parameters (N, n_shape) of landmark sets in any position, size and angle."""
+        """Shape parameters (N, n_shape) of landmark sets in any position, size and
+        angle."""
         self._check_fitted()
         return self.shape_model_.params(landmarks)
 
@@ -180,8 +206,9 @@ class FaceSpace:
         return self.warp_.sample(images, points, self.n_channels)
 
     def transform(self, images, landmarks) -> np.ndarray:
-        """The (N, n_shape + n_appearance) parameters of face images with their landmarks:
-        shape from the aligned landmarks, appearance from the shape-free texture."""
+        """The (N, n_shape + n_appearance) parameters of face images with their
+        landmarks: shape from the aligned landmarks, appearance from the shape-free
+        texture."""
         self._check_fitted()
         images = image_list(images)
         points = landmark_array(landmarks, len(images))
@@ -207,23 +234,31 @@ class FaceSpace:
         self._check_fitted()
         return self.warp_.texture_images(textures, self.background)
 
-    def synthesize(self, params, size: int = 150, margin: int = 0, batch_size: int = 256,
-                   progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def synthesize(
+        self,
+        params,
+        size: int = 150,
+        margin: int = 0,
+        batch_size: int = 256,
+        progress: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Faces from parameters: ``(images, landmarks)``.
 
-        Each face is placed as dlib aligns a face in a ``size`` chip with padding 0.25 (the
-        input of dlib's face-recognition network at size 150): with ``margin=0`` each image
-        *is* its own aligned chip, ``facelin.faces.face_chips(images, landmarks, size)``
-        returns the images themselves (up to dlib's rounding). dlib's chips are tight and
-        cut the chin of many faces; ``margin`` adds that many pixels on every side (the
-        chip is then the central ``size`` square), e.g. to fit the whole face back with
-        `transform`. Batches of ``batch_size`` faces are rasterised on worker threads.
+        Each face is placed as dlib aligns a face in a ``size`` chip with padding 0.25
+        (the input of dlib's face-recognition network at size 150): with ``margin=0``
+        each image *is* its own aligned chip, ``facelin.faces.face_chips(images,
+        landmarks, size)`` returns the images themselves (up to dlib's rounding). dlib's
+        chips are tight and cut the chin of many faces; ``margin`` adds that many pixels
+        on every side (the chip is then the central ``size`` square), e.g. to fit the
+        whole face back with `transform`. Batches of ``batch_size`` faces are rasterised
+        on worker threads.
 
         Returns
         -------
         images : (N, S, S) float32 in [0, 1] for a grey space, (N, S, S, 3) for an RGB
             one, S = size + 2 * margin; background outside the face region.
-        landmarks : (N, 68, 2) the exact (x, y) positions of the landmarks in those images.
+        landmarks : (N, 68, 2) the exact (x, y) positions of the landmarks in those
+            images.
         """
         self._check_fitted()
         params = param_array(params, self.n_params)
@@ -232,8 +267,14 @@ class FaceSpace:
         batch_size = positive_int(batch_size, "batch_size")
         landmarks = self.shape_landmarks(params[:, :self.n_shape], size) + margin
         textures = self.appearance_model_.texture_batches(params[:, self.n_shape:])
-        images = self.warp_.render(textures, landmarks, size + 2 * margin, self.background,
-                                   batch_size, progress)
+        images = self.warp_.render(
+            textures,
+            landmarks,
+            size + 2 * margin,
+            self.background,
+            batch_size,
+            progress,
+        )
         if self.n_channels == 1:
             images = images[..., 0]
         return images, landmarks
@@ -273,28 +314,34 @@ class FaceSpace:
         return normalizer.fit(reference)
 
     def normalize(self, params, reference=None) -> np.ndarray:
-        """Chang & Tsao's analysis normalisation: centre each dimension, divide the shape
-        block by the root of the sum of its dimensions' variances and the appearance block
-        likewise, then divide the whole vector by sqrt(2) (so the normalised vectors have
-        unit mean squared norm).
+        """Chang & Tsao's analysis normalisation: centre each dimension, divide the
+        shape block by the root of the sum of its dimensions' variances and the
+        appearance block likewise, then divide the whole vector by sqrt(2) (so the
+        normalised vectors have unit mean squared norm).
 
-        reference : where the means and variances come from: None (the params themselves,
-            as Chang & Tsao did), another (M, n_params) array, or ``"model"`` (mean 0 and
-            the space's eigenvalues).
+        reference : where the means and variances come from: None (the params
+            themselves, as Chang & Tsao did), another (M, n_params) array, or
+            ``"model"`` (mean 0 and the space's eigenvalues).
         """
         params = param_array(params, self.n_params)
-        return self.normalizer(params if reference is None else reference).transform(params)
+        return self.normalizer(params if reference is None else reference).transform(
+            params
+        )
 
     def denormalize(self, normalized, reference) -> np.ndarray:
-        """The inverse of `normalize` with the same ``reference`` (an array of parameters,
-        e.g. the un-normalised stimuli, or ``"model"``)."""
+        """The inverse of `normalize` with the same ``reference`` (an array of
+        parameters, e.g. the un-normalised stimuli, or ``"model"``)."""
         return self.normalizer(reference).inverse_transform(normalized)
 
     # ---------------------------------------------------------------- persistence
     _SHAPE_ARRAYS = ("mean_shape_", "shape_mean_", "shape_components_",
                      "shape_eigenvalues_", "shape_explained_variance_ratio_")
-    _APPEARANCE_ARRAYS = ("mean_texture_", "appearance_components_",
-                          "appearance_eigenvalues_", "appearance_explained_variance_ratio_")
+    _APPEARANCE_ARRAYS = (
+        "mean_texture_",
+        "appearance_components_",
+        "appearance_eigenvalues_",
+        "appearance_explained_variance_ratio_",
+    )
 
     def save(self, path) -> Path:
         """Write the fitted space to an ``.npz`` file (format version `FORMAT_VERSION`):
@@ -328,14 +375,17 @@ class FaceSpace:
 
 
 def _read_space_file(path, names) -> dict:
-    """The arrays of a face-space file, after checking its kind, version and contents."""
+    """The arrays of a face-space file, after checking its kind, version and
+    contents."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no face-space file at {path}")
     try:
         data = np.load(path, allow_pickle=False)
     except Exception as error:  # zip/npz errors come in many types
-        raise ValueError(f"{path}: not a readable .npz face-space file ({error})") from None
+        raise ValueError(
+            f"{path}: not a readable .npz face-space file ({error})"
+        ) from None
     with data:
         if "facelin_facespace_version" not in data:
             raise ValueError(f"{path}: not a facelin face-space file")
@@ -378,8 +428,8 @@ def reconstruction_errors(space: FaceSpace, images, landmarks,
 
 def default_space(n_shape: int = 25, n_appearance: int = 25, texture_size: int = 150,
                   refresh: bool = False) -> FaceSpace:
-    """The space built from the embedded faces (`facelin.datasets.lfw_subset`), loaded from
-    the cache (`facelin.cache`) when it was built before with the same settings and
+    """The space built from the embedded faces (`facelin.datasets.lfw_subset`), loaded
+    from the cache (`facelin.cache`) when it was built before with the same settings and
     format version."""
     digest = cache.key("lfw_subset", n_shape, n_appearance, texture_size,
                        f"v{FORMAT_VERSION}")
@@ -391,7 +441,9 @@ def default_space(n_shape: int = 25, n_appearance: int = 25, texture_size: int =
             pass  # a damaged or outdated cache entry is rebuilt below
     from .datasets import lfw_subset  # read only when the space must be built
     faces = lfw_subset()
-    space = FaceSpace(n_shape, n_appearance, texture_size).fit(faces.images, faces.landmarks)
+    space = FaceSpace(n_shape, n_appearance, texture_size).fit(
+        faces.images, faces.landmarks
+    )
     with cache.atomic_write(path) as temporary:
         space.save(temporary)
     return space

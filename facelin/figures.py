@@ -16,16 +16,25 @@ def image_grid(images, rows: int, cols: int, titles=None, landmarks=None,
         red dots; size : inches per cell; row_labels : one label left of each row.
     """
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(cols * size, rows * size), squeeze=False
+    )
     for index, ax in enumerate(axes.flat):
         ax.axis("off")
         if index >= len(images):
             continue
         image = np.asarray(images[index])
-        ax.imshow(image, cmap="gray", vmin=0, vmax=255 if image.dtype == np.uint8 else 1)
+        ax.imshow(
+            image, cmap="gray", vmin=0, vmax=255 if image.dtype == np.uint8 else 1
+        )
         if landmarks is not None:
-            ax.plot(landmarks[index][:, 0], landmarks[index][:, 1], ".", color="tab:red",
-                    ms=2)
+            ax.plot(
+                landmarks[index][:, 0],
+                landmarks[index][:, 1],
+                ".",
+                color="tab:red",
+                ms=2,
+            )
         if titles is not None:
             ax.set_title(titles[index], fontsize=8)
     for ax, label in zip(axes[:, 0], row_labels or ()):

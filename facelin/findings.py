@@ -3,11 +3,11 @@
 A chapter saves its headline numbers with :func:`save` when it executes; the scorecard
 and the book's first page read them with :func:`load`. The files are
 ``<folder>/<chapter>.json``, the folder being, in this order: the ``folder`` argument,
-``$FACELIN_FINDINGS``, or ``./findings`` under the current directory. The book's chapters
-execute in ``book/``, so by default they write ``book/findings/``, beside the chapters;
-the Makefile sets ``FACELIN_FINDINGS`` to that folder for every target that executes
-them. Every number on the scorecard was thus written by an executed cell, never typed in.
-Findings hold measurements only; literature values live in `facelin.anchors`.
+``$FACELIN_FINDINGS``, or ``./findings`` under the current directory. The book's
+chapters execute in ``book/``, so by default they write ``book/findings/``, beside the
+chapters; the Makefile sets ``FACELIN_FINDINGS`` to that folder for every target that
+executes them. Every number on the scorecard was thus written by an executed cell, never
+typed in. Findings hold measurements only; literature values live in `facelin.anchors`.
 """
 from __future__ import annotations
 
@@ -52,7 +52,9 @@ def save(chapter: str, findings: dict, folder: Path | None = None) -> Path:
     Returns the path written."""
     path = Path(folder or findings_dir()) / f"{_check_chapter(chapter)}.json"
     with atomic_write(path) as temporary:
-        temporary.write_text(json.dumps(_plain(findings), indent=1, sort_keys=True) + "\n")
+        temporary.write_text(
+            json.dumps(_plain(findings), indent=1, sort_keys=True) + "\n"
+        )
     return path
 
 
@@ -61,7 +63,9 @@ def load(chapter: str, folder: Path | None = None) -> dict:
     folder = Path(folder or findings_dir())
     path = folder / f"{_check_chapter(chapter)}.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no findings of chapter {chapter!r} in {folder}: execute "
-                                f"book/{chapter}.ipynb first (or set FACELIN_FINDINGS to "
-                                "the folder that holds its findings)")
+        raise FileNotFoundError(
+            f"no findings of chapter {chapter!r} in {folder}: execute "
+            f"book/{chapter}.ipynb first (or set FACELIN_FINDINGS to "
+            "the folder that holds its findings)"
+        )
     return json.loads(path.read_text())

@@ -1,9 +1,9 @@
 """Chang & Tsao's analysis normalisation of face-space parameters, by blocks.
 
-Centre each dimension, divide each block (the shape parameters, the appearance parameters)
-by the root of the summed variances of its dimensions, then divide the whole vector by the
-root of the number of blocks, so the normalised vectors have unit mean squared norm and
-each block carries half of it.
+Centre each dimension, divide each block (the shape parameters, the appearance
+parameters) by the root of the summed variances of its dimensions, then divide the whole
+vector by the root of the number of blocks, so the normalised vectors have unit mean
+squared norm and each block carries half of it.
 """
 from __future__ import annotations
 
@@ -54,7 +54,9 @@ class BlockNormalizer:
 
     def _check_fitted(self):
         if not hasattr(self, "scale_"):
-            raise RuntimeError("this BlockNormalizer is not fitted yet: call fit(params)")
+            raise RuntimeError(
+                "this BlockNormalizer is not fitted yet: call fit(params)"
+            )
 
     def transform(self, params) -> np.ndarray:
         """(N, n_dims) normalised parameters."""

@@ -1,13 +1,13 @@
-"""The reproduction scorecard and the verdict table: each claim and anchor beside what the
-book measured, one column per network.
+"""The reproduction scorecard and the verdict table: each claim and anchor beside what
+the book measured, one column per network.
 
 Measured values are read from the findings files that the chapters write when they
 execute (`facelin.findings`); anchor values come from `facelin.anchors`. A chapter that
 has not been executed, or that did not save a quantity, shows "not measured" rather than
 failing.
 
-The findings contract, per claim chapter (``claim1_linear_code``, ``claim2_recognition``,
-``claim3_axis_model``):
+The findings contract, per claim chapter (``claim1_linear_code``,
+``claim2_recognition``, ``claim3_axis_model``):
 
 - ``"verdict"``: ``{network: "holds" | "partly holds" | "does not hold"}`` and
   ``"verdict_rule"``: the rule, in words. A plain string verdict (older files) is the
@@ -37,7 +37,9 @@ NETWORKS = ("dlib-resnet", "mobileface", "faceres")
 CLAIMS = (("Claim 1: a linear code", "claim1_linear_code"),
           ("Claim 2: recognition by the linear model", "claim2_recognition"),
           ("Claim 3: not the axis model", "claim3_axis_model"))
-_DEFAULT_NETWORK = "dlib-resnet"  # the network of findings files without per-network parts
+_DEFAULT_NETWORK = (
+    "dlib-resnet"  # the network of findings files without per-network parts
+)
 
 
 def lookup(data: dict | None, *path):
@@ -58,8 +60,8 @@ def _verdict(value) -> str | None:
 
 
 def saved_verdicts(data: dict | None) -> dict:
-    """``{network: verdict}`` from a chapter's saved ``verdict`` (a dict by network, or a
-    plain string meaning the dlib-resnet verdict); empty when there is none."""
+    """``{network: verdict}`` from a chapter's saved ``verdict`` (a dict by network, or
+    a plain string meaning the dlib-resnet verdict); empty when there is none."""
     saved = lookup(data, "verdict")
     if isinstance(saved, dict):
         return {str(net): _verdict(v) for net, v in saved.items() if _verdict(v)}
@@ -89,10 +91,12 @@ def _fmt(value, digits: int = 2) -> str:
     return str(value)
 
 
-def claim3_verdict(data: dict, deep=("pool", "descriptor"), majority: float = 0.5) -> tuple:
-    """Claim 3 from the axis chapter's findings: in the deep layers, does a majority of the
-    trained network's units fail the axis model beyond their matched nulls by the model
-    comparison (``beyond_null_deficit``) and by Chang & Tsao's flatness test
+def claim3_verdict(
+    data: dict, deep=("pool", "descriptor"), majority: float = 0.5
+) -> tuple:
+    """Claim 3 from the axis chapter's findings: in the deep layers, does a majority of
+    the trained network's units fail the axis model beyond their matched nulls by the
+    model comparison (``beyond_null_deficit``) and by Chang & Tsao's flatness test
     (``tuned_orth_real`` above ``tuned_orth_null``)? Both: "holds"; one: "partly holds";
     neither: "does not hold". Returns (verdict, reason). Used where the chapter saved no
     verdict of its own."""
@@ -106,9 +110,11 @@ def claim3_verdict(data: dict, deep=("pool", "descriptor"), majority: float = 0.
         for layer in deep)
     verdict = VERDICTS[0] if by_models and by_flatness else (
         VERDICTS[1] if by_models or by_flatness else VERDICTS[2])
-    reason = (f"model comparison {'rejects' if by_models else 'does not reject'} the axis "
-              f"model for most deep units; orthogonal flatness "
-              f"{'rejects' if by_flatness else 'does not reject'} it")
+    reason = (
+        f"model comparison {'rejects' if by_models else 'does not reject'} the axis "
+        f"model for most deep units; orthogonal flatness "
+        f"{'rejects' if by_flatness else 'does not reject'} it"
+    )
     return verdict, reason
 
 
@@ -125,24 +131,29 @@ class Row:
 
 
 def _claim1(d):
-    text = (f"descriptor median encoding EV {_fmt(lookup(d, 'median_encoding_ev', 'descriptor'))}"
-            f"; decoding EV (pooled) {_fmt(lookup(d, 'decoding_pooled_ev'))}")
+    encoding = lookup(d, "median_encoding_ev", "descriptor")
+    text = (f"descriptor median encoding EV {_fmt(encoding)}; "
+            f"decoding EV (pooled) {_fmt(lookup(d, 'decoding_pooled_ev'))}")
     return text, None
 
 
 def _claim2(d):
     sets = lookup(d, "feature_sets") or {}
-    parts = [f"{name}: rank-1 {_fmt(lookup(row, 'rank1'))}, AUC {_fmt(lookup(row, 'auc'))}"
-             for name, row in sets.items()]
+    parts = [
+        f"{name}: rank-1 {_fmt(lookup(row, 'rank1'))}, AUC {_fmt(lookup(row, 'auc'))}"
+        for name, row in sets.items()
+    ]
     return ("; ".join(parts) if parts else NOT_MEASURED), None
 
 
 def _claim3(d):
     descriptor = lookup(d, "trained", "descriptor") or {}
-    text = (f"descriptor: {_fmt(descriptor.get('beyond_null_deficit'))} of units beyond "
-            f"their matched axis null (model comparison), "
-            f"{_fmt(descriptor.get('tuned_orth_real'))} not flat orthogonally "
-            f"(null {_fmt(descriptor.get('tuned_orth_null'))})")
+    text = (
+        f"descriptor: {_fmt(descriptor.get('beyond_null_deficit'))} of units beyond "
+        f"their matched axis null (model comparison), "
+        f"{_fmt(descriptor.get('tuned_orth_real'))} not flat orthogonally "
+        f"(null {_fmt(descriptor.get('tuned_orth_null'))})"
+    )
     verdict, reason = claim3_verdict(d)
     return f"{text} ({reason})", verdict
 
@@ -154,16 +165,21 @@ def _flat(d):
         return NOT_MEASURED, None
     change_axis = lookup(d, "engineered_change_axis")
     change_orth = lookup(d, "engineered_change_orthogonal")
-    text = (f"flat in {min(flat.values()):.2f}-{max(flat.values()):.2f} of units per layer; "
-            f"engineered faces change a unit's response {_fmt(change_orth, 1)} SD "
-            f"orthogonally vs {_fmt(change_axis, 1)} SD along its axis")
+    text = (
+        f"flat in {min(flat.values()):.2f}-{max(flat.values()):.2f} of units per "
+        f"layer; "
+        f"engineered faces change a unit's response {_fmt(change_orth, 1)} SD "
+        f"orthogonally vs {_fmt(change_axis, 1)} SD along its axis"
+    )
     return text, None
 
 
 def _faces(d):
     faces, dims = lookup(d, "faces"), lookup(d, "dims")
-    return (f"{_fmt(faces)} faces, {_fmt(dims)}-d ({_fmt(lookup(d, 'shape_dims'))} shape + "
-            f"{_fmt(lookup(d, 'appearance_dims'))} appearance)"), None
+    return (
+        f"{_fmt(faces)} faces, {_fmt(dims)}-d ({_fmt(lookup(d, 'shape_dims'))} shape + "
+        f"{_fmt(lookup(d, 'appearance_dims'))} appearance)"
+    ), None
 
 
 def _units(d):
@@ -184,18 +200,23 @@ def _decoding_ev(d):
 
 
 def _identification(d):
-    return f"identification among 50: {_fmt(lookup(d, 'identification_n50', 'trained'))}", \
-        None
+    return (
+        f"identification among 50: {_fmt(lookup(d, 'identification_n50', 'trained'))}",
+        None,
+    )
 
 
 def _lfw(d):
-    """LFW is not at hand, so dlib's figure is quoted; what the book measures is whether the
-    port computes dlib's descriptors (``descriptor_max_abs_diff``, saved by the CNN
+    """LFW is not at hand, so dlib's figure is quoted; what the book measures is whether
+    the port computes dlib's descriptors (``descriptor_max_abs_diff``, saved by the CNN
     chapter)."""
     diff = lookup(d, "descriptor_max_abs_diff")
     if diff is None:
         return NOT_MEASURED, None
-    return f"LFW not re-measured; port vs dlib, largest descriptor difference {diff:.1e}", None
+    return (
+        f"LFW not re-measured; port vs dlib, largest descriptor difference {diff:.1e}",
+        None,
+    )
 
 
 ROWS = [
@@ -204,11 +225,21 @@ ROWS = [
     Row(CLAIMS[2][0], "claim3", CLAIMS[2][1], _claim3),
     Row("face space and stimuli", "face_space", "claim3_axis_model", _faces),
     Row("units recorded", "cells", "claim3_axis_model", _units),
-    Row("units needed to reconstruct faces linearly", "cells_to_reconstruct",
-        "claim1_linear_code", _recon_units),
-    Row("decoding explained variance", "decoding_ev", "claim1_linear_code", _decoding_ev),
-    Row("identification from the population", "identification_205", "claim1_linear_code",
-        _identification),
+    Row(
+        "units needed to reconstruct faces linearly",
+        "cells_to_reconstruct",
+        "claim1_linear_code",
+        _recon_units,
+    ),
+    Row(
+        "decoding explained variance", "decoding_ev", "claim1_linear_code", _decoding_ev
+    ),
+    Row(
+        "identification from the population",
+        "identification_205",
+        "claim1_linear_code",
+        _identification,
+    ),
     Row("orthogonal tuning", "orthogonal_tuning", "claim3_axis_model", _flat),
     Row("dlib ResNet on LFW", "dlib_lfw", "face_cnn", _lfw),
 ]
@@ -268,6 +299,7 @@ def verdict_table(folder: Path | None = None, networks=NETWORKS) -> pd.DataFrame
 
 
 def verdict_rules(folder: Path | None = None) -> dict:
-    """``{claim name: the rule its chapter saved as verdict_rule}`` (None where none)."""
+    """``{claim name: the rule its chapter saved as verdict_rule}`` (None where
+    none)."""
     return {name: lookup(_load(chapter, folder), "verdict_rule")
             for name, chapter in CLAIMS}

@@ -14,8 +14,8 @@ from .faces import chip_transforms
 __all__ = ["ShapeModel", "generalized_procrustes", "align_shapes", "chip_landmarks",
            "fit_pca", "CHIP_PADDING"]
 
-#: Margin around dlib's canonical face in its aligned chips (dlib's default, and what its
-#: face-recognition network was trained with).
+#: Margin around dlib's canonical face in its aligned chips (dlib's default, and what
+#: its face-recognition network was trained with).
 CHIP_PADDING = 0.25
 
 #: Landmark sets in model units (unit norm) are scaled to pixel-like units before dlib's
@@ -24,13 +24,13 @@ _PIXEL_SCALE = 1000.0
 
 
 def align_shapes(shapes: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Least-squares similarity alignment of each shape onto ``reference`` (centred, unit
-    norm), then projection into the tangent space of ``reference`` (scaled so that
+    """Least-squares similarity alignment of each shape onto ``reference`` (centred,
+    unit norm), then projection into the tangent space of ``reference`` (scaled so that
     ``aligned . reference = 1``).
 
-    shapes : (N, P, 2); reference : (P, 2). Returns (N, P, 2). For a shape already in that
-    tangent space the result is the shape itself, which makes the shape parameters of a
-    synthesised face exactly those it was drawn from. (scipy.spatial.procrustes
+    shapes : (N, P, 2); reference : (P, 2). Returns (N, P, 2). For a shape already in
+    that tangent space the result is the shape itself, which makes the shape parameters
+    of a synthesised face exactly those it was drawn from. (scipy.spatial.procrustes
     standardises both sets and has no tangent projection, hence this one.)
     """
     centred = shapes - shapes.mean(axis=1, keepdims=True)
@@ -71,9 +71,10 @@ def generalized_procrustes(shapes, tolerance: float = 1e-10,
 
 
 def chip_landmarks(landmarks, size: int = 150) -> np.ndarray:
-    """Move landmark sets (N, 68, 2), in any frame, to where dlib's alignment puts a face
-    in a ``size`` chip (padding 0.25): each set by the similarity that makes dlib's chip
-    of it the identity, so an image drawn around these landmarks is its own chip."""
+    """Move landmark sets (N, 68, 2), in any frame, to where dlib's alignment puts a
+    face in a ``size`` chip (padding 0.25): each set by the similarity that makes dlib's
+    chip of it the identity, so an image drawn around these landmarks is its own
+    chip."""
     shapes = landmark_array(landmarks)
     rects, angles = chip_transforms(shapes, size, CHIP_PADDING)
     centres = np.stack([rects[:, 0] + rects[:, 2], rects[:, 1] + rects[:, 3]], 1) / 2
@@ -114,7 +115,9 @@ class ShapeModel:
         self.n_components = positive_int(n_components, "n_shape")
 
     @classmethod
-    def from_arrays(cls, mean_shape, mean, components, eigenvalues, ratios) -> "ShapeModel":
+    def from_arrays(
+        cls, mean_shape, mean, components, eigenvalues, ratios
+    ) -> "ShapeModel":
         """A fitted model from its arrays (as `FaceSpace.load` reads them)."""
         model = cls(len(components))
         model.mean_shape_, model.mean_, model.components_ = mean_shape, mean, components

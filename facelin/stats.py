@@ -45,12 +45,12 @@ class LinearFit:
 class ResponseStats:
     """Streaming statistics of responses R (n, U) and targets T (n, P), in float64.
 
-    ``count`` images; ``mean_responses`` and ``mean_targets``; the centred cross-products
-    ``rr`` = (R - mean)^T (R - mean) (U, U; None when not accumulated), ``rt`` (U, P) and
-    ``tt`` (P, P); ``ss_responses`` the centred sum of squares of every unit. They are
-    accumulated about a shift (the first batch's mean), which keeps them accurate when
-    means are large against spreads. ``units`` and ``layers`` describe the columns, as in
-    :class:`Responses`.
+    ``count`` images; ``mean_responses`` and ``mean_targets``; the centred
+    cross-products ``rr`` = (R - mean)^T (R - mean) (U, U; None when not accumulated),
+    ``rt`` (U, P) and ``tt`` (P, P); ``ss_responses`` the centred sum of squares of
+    every unit. They are accumulated about a shift (the first batch's mean), which keeps
+    them accurate when means are large against spreads. ``units`` and ``layers``
+    describe the columns, as in :class:`Responses`.
     """
 
     count: int
@@ -72,12 +72,15 @@ class ResponseStats:
         return self.mean_targets * self.count
 
     def merge(self, other: ResponseStats) -> ResponseStats:
-        """Statistics of the union of two disjoint sets of images (Chan et al.'s update)."""
+        """Statistics of the union of two disjoint sets of images (Chan et al.'s
+        update)."""
         if self.units != other.units:
             raise ValueError("merge: the two statistics describe different units")
         if (self.rr is None) != (other.rr is None):
-            raise ValueError("merge: only one of the two statistics has the response Gram "
-                             "matrix (rr)")
+            raise ValueError(
+                "merge: only one of the two statistics has the response Gram "
+                "matrix (rr)"
+            )
         return combine([self, other])
 
     def fit_encoder(self, alpha: float = 0.0) -> LinearFit:
@@ -88,8 +91,14 @@ class ResponseStats:
         data. Raises ValueError when the targets' centred Gram matrix is singular.
         """
         coef = _solve_normal_equations(self.tt, self.rt.T, alpha, "targets' (encoder)")
-        return _linear_fit(coef, self.tt, self.rt.T, self.mean_targets, self.mean_responses,
-                           self.ss_responses)
+        return _linear_fit(
+            coef,
+            self.tt,
+            self.rt.T,
+            self.mean_targets,
+            self.mean_responses,
+            self.ss_responses,
+        )
 
     def fit_decoder(self, alpha: float = 0.0) -> LinearFit:
         """Fit every target from the responses: T ~ R @ coef + intercept.
@@ -101,20 +110,29 @@ class ResponseStats:
             raise ValueError("fit_decoder needs the responses' Gram matrix; record the "
                              "statistics with response_gram=True")
         coef = _solve_normal_equations(self.rr, self.rt, alpha, "responses' (decoder)")
-        return _linear_fit(coef, self.rr, self.rt, self.mean_responses, self.mean_targets,
-                           torch.diagonal(self.tt))
+        return _linear_fit(
+            coef,
+            self.rr,
+            self.rt,
+            self.mean_responses,
+            self.mean_targets,
+            torch.diagonal(self.tt),
+        )
 
     def fit_decoder_subsets(self, subsets, alpha: float = 0.0):
-        """Decoders from many subsets of units at once: T ~ R[:, S_b] @ coef[b] + intercept[b].
+        """Decoders from many subsets of units at once: T ~ R[:, S_b] @ coef[b] +
+        intercept[b].
 
         ``subsets`` is (batch, s) int64 column indices. Returns ``(coef, intercept)`` of
         shapes (batch, s, P) and (batch, P); the streaming counterpart of
-        :func:`facelin.linalg.subset_lstsq` on the stored responses (each subset's normal
-        equations are gathered from ``rr`` and solved in the compiled core).
+        :func:`facelin.linalg.subset_lstsq` on the stored responses (each subset's
+        normal equations are gathered from ``rr`` and solved in the compiled core).
         """
         if self.rr is None:
-            raise ValueError("fit_decoder_subsets needs the responses' Gram matrix; record "
-                             "the statistics with response_gram=True")
+            raise ValueError(
+                "fit_decoder_subsets needs the responses' Gram matrix; record "
+                "the statistics with response_gram=True"
+            )
         subsets = torch.as_tensor(subsets, dtype=torch.int64)
         coef = _solve_subsets(self.rr, self.rt, subsets, alpha, "responses' (decoder)")
         intercept = self.mean_targets - torch.einsum("bs,bsk->bk",
@@ -134,7 +152,8 @@ def _linear_fit(coef, gram, cross, mean_inputs, mean_outputs, ss_outputs) -> Lin
 
 
 def _solve_normal_equations(gram, cross, alpha, what):
-    """Solve (gram + alpha I) coef = cross with facelin's subset solver (one subset: all)."""
+    """Solve (gram + alpha I) coef = cross with facelin's subset solver (one subset:
+    all)."""
     coef = _solve_subsets(gram, cross, torch.arange(gram.shape[0])[None], alpha, what)
     return coef[0]
 
@@ -152,8 +171,9 @@ def _solve_subsets(gram, cross, subsets, alpha, what):
                          f"{gram.shape[0]} inputs")
     ridge = torch.full((subsets.shape[0],), float(alpha), dtype=torch.float64)
     try:
-        return _ops.subset_solve(gram.contiguous(), cross.contiguous(), subsets.contiguous(),
-                                 ridge)
+        return _ops.subset_solve(
+            gram.contiguous(), cross.contiguous(), subsets.contiguous(), ridge
+        )
     except RuntimeError as err:
         raise ValueError(
             f"the {what} centred Gram matrix is singular to working precision: too few "
@@ -166,7 +186,9 @@ def as_targets(targets):
     if t.dim() == 1:
         t = t[:, None]
     if t.dim() != 2:
-        raise ValueError(f"targets must be (images, targets), got shape {tuple(t.shape)}")
+        raise ValueError(
+            f"targets must be (images, targets), got shape {tuple(t.shape)}"
+        )
     if not (t.dtype.is_floating_point or t.dtype in (torch.int32, torch.int64)):
         raise TypeError(f"targets must be numeric, got {t.dtype}")
     t = t.to(torch.float64)
@@ -207,23 +229,34 @@ class StatsAccumulator:
         self.tt.addmm_(t.T, t)
 
     def finish(self, units, layers):
-        """Centred moments about the mean; an empty shard gives zeros (weight 0 later)."""
+        """Centred moments about the mean; an empty shard gives zeros (weight 0
+        later)."""
         n = self.count
         if n == 0:
-            self.shift_r, self.shift_t = torch.zeros_like(self.sum_r), torch.zeros_like(self.sum_t)
+            self.shift_r, self.shift_t = torch.zeros_like(self.sum_r), torch.zeros_like(
+                self.sum_t
+            )
         d_r, d_t = self.sum_r / max(n, 1), self.sum_t / max(n, 1)
         rr = self.rr - n * torch.outer(d_r, d_r) if self.rr is not None else None
-        ss_r = torch.diagonal(rr).clone() if rr is not None else self.ss_r - n * d_r * d_r
+        ss_r = (
+            torch.diagonal(rr).clone() if rr is not None else self.ss_r - n * d_r * d_r
+        )
         return ResponseStats(
-            count=n, mean_responses=(self.shift_r + d_r).cpu(),
-            mean_targets=(self.shift_t + d_t).cpu(), rr=rr.cpu() if rr is not None else None,
+            count=n,
+            mean_responses=(self.shift_r + d_r).cpu(),
+            mean_targets=(self.shift_t + d_t).cpu(),
+            rr=rr.cpu() if rr is not None else None,
             rt=(self.rt - n * torch.outer(d_r, d_t)).cpu(),
-            tt=(self.tt - n * torch.outer(d_t, d_t)).cpu(), ss_responses=ss_r.cpu(),
-            units=units, layers=layers)
+            tt=(self.tt - n * torch.outer(d_t, d_t)).cpu(),
+            ss_responses=ss_r.cpu(),
+            units=units,
+            layers=layers,
+        )
 
 
 def _between_moments(counts, means_r, means_t, with_rr):
-    """Overall means and the between-set part of the centred moments of disjoint sets."""
+    """Overall means and the between-set part of the centred moments of disjoint
+    sets."""
     n = counts.sum()
     mean_r = (counts[:, None] * means_r).sum(0) / n
     mean_t = (counts[:, None] * means_t).sum(0) / n
@@ -252,9 +285,11 @@ def distributed_group(distributed):
     if distributed is None:
         return dist.group.WORLD if ready else None
     if distributed and not ready:
-        raise RuntimeError("distributed=True but torch.distributed is not initialised; call "
-                           "torch.distributed.init_process_group first (torchrun sets up the "
-                           "environment)")
+        raise RuntimeError(
+            "distributed=True but torch.distributed is not initialised; call "
+            "torch.distributed.init_process_group first (torchrun sets up the "
+            "environment)"
+        )
     return dist.group.WORLD if distributed else None
 
 
@@ -264,7 +299,8 @@ def allreduce(local, group):
     device = (torch.device("cuda", torch.cuda.current_device())
               if dist.get_backend(group) == "nccl" else torch.device("cpu"))
     world = dist.get_world_size(group)
-    # Counts and means of every process (small), then the sums of the within-process moments.
+    # Counts and means of every process (small), then the sums of the within-process
+    # moments.
     head = torch.cat([torch.tensor([float(local.count)], dtype=torch.float64),
                       local.mean_responses, local.mean_targets]).to(device)
     heads = [torch.empty_like(head) for _ in range(world)]

@@ -6,9 +6,9 @@ Units are named by a mapping from layer names to a selection::
     {"relu1": "all", "relu5": 500, "fc": torch.tensor([0, 3, 7])}
 
 ``"all"`` takes every unit, an int K takes K units sampled without replacement (seeded,
-sorted), and an integer tensor gives flat indices into the layer's C*H*W units, numbered as
-``layer_output.flatten(1)`` numbers them. With ``pool="mean"`` or ``"max"`` every channel
-of a convolutional layer becomes one unit and the selection picks channels.
+sorted), and an integer tensor gives flat indices into the layer's C*H*W units, numbered
+as ``layer_output.flatten(1)`` numbers them. With ``pool="mean"`` or ``"max"`` every
+channel of a convolutional layer becomes one unit and the selection picks channels.
 """
 from __future__ import annotations
 
@@ -20,8 +20,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["UnitTable", "LayerRequest", "layer_names", "layer_requests", "selection_index",
-           "unit_table", "POOLINGS"]
+__all__ = [
+    "UnitTable",
+    "LayerRequest",
+    "layer_names",
+    "layer_requests",
+    "selection_index",
+    "unit_table",
+    "POOLINGS",
+]
 
 POOLINGS = ("mean", "max")
 
@@ -29,8 +36,8 @@ POOLINGS = ("mean", "max")
 class UnitTable:
     """One row per recorded unit (column of the response matrix).
 
-    Columns, as numpy arrays: ``layer`` (str), ``channel``, ``y``, ``x`` (int64; ``y`` and
-    ``x`` are -1 for units without a position: fully connected and pooled units) and
+    Columns, as numpy arrays: ``layer`` (str), ``channel``, ``y``, ``x`` (int64; ``y``
+    and ``x`` are -1 for units without a position: fully connected and pooled units) and
     ``pooling`` (``"none"``, ``"mean"`` or ``"max"``). ``table.channel`` or
     ``table["channel"]`` gives a column; ``table[i]`` a row as a dict; ``table[mask]``,
     ``table[slice]`` or ``table[indices]`` a sub-table.
@@ -93,8 +100,10 @@ class LayerRequest:
 
 def _find_modules(model, units):
     if not isinstance(units, Mapping) or not units:
-        raise ValueError("units must be a non-empty mapping from layer name to 'all', an "
-                         "int or an integer tensor of unit indices")
+        raise ValueError(
+            "units must be a non-empty mapping from layer name to 'all', an "
+            "int or an integer tensor of unit indices"
+        )
     names = layer_names(model)
     modules = dict(model.named_modules())
     found = {}
@@ -102,8 +111,10 @@ def _find_modules(model, units):
         if name not in names or name not in modules:
             close = difflib.get_close_matches(str(name), names, n=3)
             hint = f"; did you mean {close}?" if close else ""
-            raise KeyError(f"unknown layer {name!r} of {type(model).__name__} ({len(names)} "
-                           f"layers, e.g. {names[:5]}){hint} See facelin.extract.layer_names.")
+            raise KeyError(
+                f"unknown layer {name!r} of {type(model).__name__} ({len(names)} "
+                f"layers, e.g. {names[:5]}){hint} See facelin.extract.layer_names."
+            )
         found[name] = modules[name]
     return found
 
@@ -113,48 +124,75 @@ def _pooling_for(name, pool):
     if value is None or value == "none":
         return "none"
     if value not in POOLINGS:
-        raise ValueError(f"pool for layer {name!r} must be None, 'mean' or 'max', got {value!r}")
+        raise ValueError(
+            f"pool for layer {name!r} must be None, 'mean' or 'max', got {value!r}"
+        )
     return value
 
 
 def selection_index(request, seed):
-    """Turn a layer's selection into an int64 index, checking it against the layer's size."""
+    """Turn a layer's selection into an int64 index, checking it against the layer's
+    size."""
     name, selection = request.name, request.selection
     pooled = request.pooling != "none"
     size = request.shape[0] if pooled else int(np.prod(request.shape))
     what = "channels" if pooled else "units"
     if isinstance(selection, str):
         if selection != "all":
-            raise ValueError(f"selection for layer {name!r} must be 'all', an int or an "
-                             f"integer tensor, got the string {selection!r}")
+            raise ValueError(
+                f"selection for layer {name!r} must be 'all', an int or an "
+                f"integer tensor, got the string {selection!r}"
+            )
         if size == 0:
-            raise ValueError(f"layer {name!r} has no {what} (output shape {request.shape})")
+            raise ValueError(
+                f"layer {name!r} has no {what} (output shape {request.shape})"
+            )
         return torch.arange(size)
     if isinstance(selection, (bool, np.bool_)) or (
             isinstance(selection, (float, np.floating))):
-        raise TypeError(f"selection for layer {name!r} must be 'all', an int or an integer "
-                        f"tensor, got {selection!r}")
+        raise TypeError(
+            f"selection for layer {name!r} must be 'all', an int or an integer "
+            f"tensor, got {selection!r}"
+        )
     if isinstance(selection, (int, np.integer)):
         k = int(selection)
         if k <= 0:
-            raise ValueError(f"layer {name!r}: asked for {k} {what}; the selection is empty")
+            raise ValueError(
+                f"layer {name!r}: asked for {k} {what}; the selection is empty"
+            )
         if k > size:
-            raise ValueError(f"layer {name!r}: asked for {k} sampled {what} but it has only "
-                             f"{size} (output shape {request.shape})")
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
+            raise ValueError(
+                f"layer {name!r}: asked for {k} sampled {what} but it has only "
+                f"{size} (output shape {request.shape})"
+            )
+        generator = torch.Generator().manual_seed(
+            seed * 1_000_003 + zlib.crc32(name.encode())
+        )
         return torch.randperm(size, generator=generator)[:k].sort().values
     index = torch.as_tensor(selection)
-    if index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool:
-        raise TypeError(f"unit indices for layer {name!r} must be integers, got {index.dtype}")
+    if (
+        index.dtype.is_floating_point
+        or index.dtype.is_complex
+        or index.dtype == torch.bool
+    ):
+        raise TypeError(
+            f"unit indices for layer {name!r} must be integers, got {index.dtype}"
+        )
     if index.dim() != 1:
-        raise ValueError(f"unit indices for layer {name!r} must be one-dimensional, got shape "
-                         f"{tuple(index.shape)}")
+        raise ValueError(
+            f"unit indices for layer {name!r} must be one-dimensional, got shape "
+            f"{tuple(index.shape)}"
+        )
     if index.numel() == 0:
-        raise ValueError(f"layer {name!r}: the index tensor is empty; the selection is empty")
+        raise ValueError(
+            f"layer {name!r}: the index tensor is empty; the selection is empty"
+        )
     lo, hi = int(index.min()), int(index.max())
     if lo < 0 or hi >= size:
-        raise IndexError(f"layer {name!r}: {what} indices span [{lo}, {hi}] but the layer has "
-                         f"{size} {what} (output shape {request.shape}; valid 0 to {size - 1})")
+        raise IndexError(
+            f"layer {name!r}: {what} indices span [{lo}, {hi}] but the layer has "
+            f"{size} {what} (output shape {request.shape}; valid 0 to {size - 1})"
+        )
     return index.to(device="cpu", dtype=torch.int64)
 
 
@@ -173,15 +211,19 @@ def unit_table(requests):
             channel.append(idx // (h * w))
             y.append((idx // w) % h)
             x.append(idx % w)
-    return UnitTable(*(np.concatenate(column) for column in (layer, channel, y, x, pooling)))
+    return UnitTable(
+        *(np.concatenate(column) for column in (layer, channel, y, x, pooling))
+    )
 
 
 def layer_requests(model, units, pool) -> list[LayerRequest]:
     """One `LayerRequest` per layer of ``units`` (checked against the model's layers),
     with its pooling from ``pool`` (None, "mean", "max" or a mapping by layer name)."""
     if pool is not None and not isinstance(pool, (str, Mapping)):
-        raise TypeError(f"pool must be None, 'mean', 'max' or a mapping from layer name, "
-                        f"got {pool!r}")
+        raise TypeError(
+            f"pool must be None, 'mean', 'max' or a mapping from layer name, "
+            f"got {pool!r}"
+        )
     if isinstance(pool, Mapping):
         extra = set(pool) - set(units)
         if extra:

@@ -3,12 +3,13 @@
 The mesh is a triangulation of reference landmarks (the mean shape, placed in a square
 texture frame). `PiecewiseAffineWarp.sample` takes images with their landmarks to
 "shape-free" textures: the pixels of the frame that the mesh covers, each read from the
-image at the point the triangle's affine map sends it to. `PiecewiseAffineWarp.render` is
-the inverse: textures drawn onto new landmark positions. The two are what scikit-image's
-``PiecewiseAffineTransform`` + ``warp`` compute (tests/test_warp.py checks both against
-it), batched: sampling is one matrix product (the barycentric weights of every frame pixel
-are fixed) and one bilinear ``grid_sample`` per batch of images; rendering rasterises each
-triangle with one affine map per face on worker threads.
+image at the point the triangle's affine map sends it to. `PiecewiseAffineWarp.render`
+is the inverse: textures drawn onto new landmark positions. The two are what
+scikit-image's ``PiecewiseAffineTransform`` + ``warp`` compute (tests/test_warp.py
+checks both against it), batched: sampling is one matrix product (the barycentric
+weights of every frame pixel are fixed) and one bilinear ``grid_sample`` per batch of
+images; rendering rasterises each triangle with one affine map per face on worker
+threads.
 
 Coordinates are ``(x, y)`` pixel positions with pixel centres at integers; textures are
 ``(N, D, C)`` arrays, D the number of covered frame pixels (row-major), C channels.
@@ -34,8 +35,8 @@ _LUMINANCE = np.array([[0.2125], [0.7154], [0.0721]])
 
 
 def match_channels(texture: np.ndarray, channels: int) -> np.ndarray:
-    """A (..., C) array brought to ``channels``: RGB to grey by luminance (scikit-image's
-    rgb2gray weights), grey to RGB by replication."""
+    """A (..., C) array brought to ``channels``: RGB to grey by luminance
+    (scikit-image's rgb2gray weights), grey to RGB by replication."""
     if texture.shape[-1] == channels:
         return texture
     if channels == 1:
@@ -44,13 +45,15 @@ def match_channels(texture: np.ndarray, channels: int) -> np.ndarray:
 
 
 class PiecewiseAffineWarp:
-    """The mesh of ``reference`` landmarks (P, 2) in a ``size`` x ``size`` texture frame.
+    """The mesh of ``reference`` landmarks (P, 2) in a ``size`` x ``size`` texture
+    frame.
 
-    The mesh is the Delaunay triangulation of ``reference[used]`` (default: every point),
-    keeping the triangles whose centroid lies inside the polygon ``reference[outline]``
-    (default: all). Attributes: ``triangles`` (T, 3) landmark indices; ``mask`` (size,
-    size) bool, the frame pixels the mesh covers; ``n_pixels`` = ``mask.sum()``;
-    ``weights`` (n_pixels, P), each covered pixel as a combination of the landmarks.
+    The mesh is the Delaunay triangulation of ``reference[used]`` (default: every
+    point), keeping the triangles whose centroid lies inside the polygon
+    ``reference[outline]`` (default: all). Attributes: ``triangles`` (T, 3) landmark
+    indices; ``mask`` (size, size) bool, the frame pixels the mesh covers; ``n_pixels``
+    = ``mask.sum()``; ``weights`` (n_pixels, P), each covered pixel as a combination of
+    the landmarks.
     """
 
     def __init__(self, reference: np.ndarray, size: int, used=None, outline=None):
@@ -81,8 +84,8 @@ class PiecewiseAffineWarp:
         self.weights = np.zeros((self.n_pixels, len(self.reference)))
         np.put_along_axis(self.weights, self.triangles[triangle[inside]], barycentric,
                           axis=1)
-        # outside the mask a texture image repeats its nearest covered pixel, so bilinear
-        # reads at the face's edge never mix in background
+        # outside the mask a texture image repeats its nearest covered pixel, so
+        # bilinear reads at the face's edge never mix in background
         _, (near_r, near_c) = distance_transform_edt(~self.mask, return_indices=True)
         flat_index = -np.ones((size, size), dtype=np.int64)
         flat_index[self.mask] = np.arange(self.n_pixels)
@@ -91,15 +94,15 @@ class PiecewiseAffineWarp:
     @classmethod
     def in_frame(cls, points: np.ndarray, size: int, used=None, outline=None,
                  border: float = 2.0) -> "PiecewiseAffineWarp":
-        """The warp of ``points`` (P, 2) scaled and centred to fill a ``size`` frame up to
-        ``border`` pixels (the mesh as in the constructor)."""
+        """The warp of ``points`` (P, 2) scaled and centred to fill a ``size`` frame up
+        to ``border`` pixels (the mesh as in the constructor)."""
         points = np.asarray(points, dtype=np.float64)
         low, high = points.min(axis=0), points.max(axis=0)
         scale = (size - 1 - 2 * border) / (high - low).max()
         return cls((points - (low + high) / 2) * scale + (size - 1) / 2, size, used,
                    outline)
 
-    # ------------------------------------------------------------------ image -> texture
+    # -------------------------------------------------------------- image -> texture
     def sample(self, images: list[np.ndarray], landmarks: np.ndarray,
                channels: int) -> np.ndarray:
         """Shape-free textures (N, D, channels), float32, of float images (a list of
@@ -113,13 +116,17 @@ class PiecewiseAffineWarp:
             by_size.setdefault(image.shape, []).append(index)
         for shape, indices in by_size.items():
             height, width = shape[:2]
-            scale = torch.tensor([2 / (width - 1), 2 / (height - 1)], dtype=torch.float64)
+            scale = torch.tensor(
+                [2 / (width - 1), 2 / (height - 1)], dtype=torch.float64
+            )
             for start in range(0, len(indices), 128):
                 group = indices[start:start + 128]
                 batch = np.stack([images[i] for i in group])
                 if batch.ndim == 3:
                     batch = batch[..., None]
-                tensor = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+                tensor = torch.from_numpy(
+                    np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+                )
                 sources = weights @ torch.from_numpy(landmarks[group])  # (n, D, 2)
                 grid = (sources * scale - 1).float()[:, None]
                 sampled = F.grid_sample(tensor, grid, mode="bilinear",
@@ -128,10 +135,10 @@ class PiecewiseAffineWarp:
                 out[group] = match_channels(sampled, channels)
         return out
 
-    # ------------------------------------------------------------------ texture -> image
+    # -------------------------------------------------------------- texture -> image
     def texture_images(self, textures, background: float) -> np.ndarray:
-        """Textures (N, D, C) laid out as (N, size, size, C) frame images, ``background``
-        outside the mask."""
+        """Textures (N, D, C) laid out as (N, size, size, C) frame images,
+        ``background`` outside the mask."""
         textures = np.asarray(textures)
         out = np.full((len(textures), self.size * self.size, textures.shape[2]),
                       background, dtype=textures.dtype)
@@ -142,9 +149,10 @@ class PiecewiseAffineWarp:
                batch_size: int = 256, progress: bool = False) -> np.ndarray:
         """Textures drawn on landmark sets: (N, size, size, C) float32 images in [0, 1].
 
-        textures : (N, D, C) array, or a function ``(start, stop) -> (stop - start, D, C)``
-            array or tensor that makes a batch's textures when it is needed (so the
-            textures of many faces need never be held at once).
+        textures : (N, D, C) array, or a function
+            ``(start, stop) -> (stop - start, D, C)`` array or tensor that makes a
+            batch's textures when it is needed (so the textures of many faces need
+            never be held at once).
         landmarks : (N, P, 2) positions in the ``size`` x ``size`` output images.
         Each output pixel inside a triangle shows, read bilinearly, the texture at the
         point the triangle's affine map sends it to; other pixels are ``background``.
@@ -154,17 +162,22 @@ class PiecewiseAffineWarp:
             array = textures
             textures = lambda start, stop: array[start:stop]  # noqa: E731
         n = len(landmarks)
-        batches = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+        batches = [
+            (start, min(start + batch_size, n)) for start in range(0, n, batch_size)
+        ]
         fill = torch.from_numpy(self.fill_index)
         background = torch.tensor(background)
         images = None
-        # the rasterisation (numpy, many small steps) runs on worker threads, the texture
-        # reads (one large torch op per batch) on this one
+        # the rasterisation (numpy, many small steps) runs on worker threads, the
+        # texture reads (one large torch op per batch) on this one
         workers = max(1, min(torch.get_num_threads(), len(batches)))
         with ThreadPoolExecutor(workers) as pool:
             coordinates = pool.map(
-                lambda bounds: self._texture_coordinates(landmarks[slice(*bounds)], size),
-                batches)
+                lambda bounds: self._texture_coordinates(
+                    landmarks[slice(*bounds)], size
+                ),
+                batches,
+            )
             if progress:
                 from tqdm.auto import tqdm
                 coordinates = tqdm(coordinates, total=len(batches), unit="batch",
@@ -174,26 +187,33 @@ class PiecewiseAffineWarp:
                 channels = flat.shape[2]
                 if images is None:
                     images = np.empty((n, size, size, channels), dtype=np.float32)
-                frame = flat[:, fill].reshape(stop - start, self.size, self.size, channels)
+                frame = flat[:, fill].reshape(
+                    stop - start, self.size, self.size, channels
+                )
                 source = torch.from_numpy(source)
                 grid = 2 * source / (self.size - 1) - 1
-                sampled = F.grid_sample(frame.permute(0, 3, 1, 2), grid, mode="bilinear",
-                                        padding_mode="border", align_corners=True)
+                sampled = F.grid_sample(
+                    frame.permute(0, 3, 1, 2),
+                    grid,
+                    mode="bilinear",
+                    padding_mode="border",
+                    align_corners=True,
+                )
                 covered = (source[..., 0] > OUTSIDE / 10)[:, None]
                 rendered = torch.where(covered, sampled, background).clamp(0, 1)
                 images[start:stop] = rendered.permute(0, 2, 3, 1).numpy()
         return images
 
     def _texture_coordinates(self, target: np.ndarray, size: int) -> np.ndarray:
-        """For target landmark sets (B, P, 2) in the pixels of a ``size`` image, the frame
-        point each output pixel shows: (B, size, size, 2) float32 (x, y), `OUTSIDE` for
-        pixels no triangle covers.
+        """For target landmark sets (B, P, 2) in the pixels of a ``size`` image, the
+        frame point each output pixel shows: (B, size, size, 2) float32 (x, y),
+        `OUTSIDE` for pixels no triangle covers.
 
-        Each target triangle is rasterised over its own bounding box (a window as large as
-        the largest copy of that triangle in the batch): the barycentric coordinates of a
-        pixel are an affine function of its position, so one 3x3 matrix per face and
-        triangle gives both the inside test and, through the reference corners, the frame
-        point. Plain numpy, so that batches can run on several threads.
+        Each target triangle is rasterised over its own bounding box (a window as large
+        as the largest copy of that triangle in the batch): the barycentric coordinates
+        of a pixel are an affine function of its position, so one 3x3 matrix per face
+        and triangle gives both the inside test and, through the reference corners, the
+        frame point. Plain numpy, so that batches can run on several threads.
         """
         batch, n_pixels = target.shape[0], size * size
         tri = self.triangles
@@ -213,8 +233,8 @@ class PiecewiseAffineWarp:
         # the extra last entry takes the writes of window pixels outside their triangle
         source = np.full((2, batch, n_pixels + 1), OUTSIDE, dtype=np.float32)
         for t in range(len(tri)):
-            # every quantity is affine in (x, y): a row part (B, 1, w) plus a column part
-            # (B, h, 1), so each window pixel costs one addition per quantity
+            # every quantity is affine in (x, y): a row part (B, 1, w) plus a column
+            # part (B, h, 1), so each window pixel costs one addition per quantity
             px = low[:, t, 0, None] + np.arange(extent[t, 0])  # (B, w)
             py = low[:, t, 1, None] + np.arange(extent[t, 1])  # (B, h)
             fx = px.astype(np.float32)[:, None, :]
@@ -233,4 +253,3 @@ class PiecewiseAffineWarp:
                 np.put_along_axis(source[k], index, mapped.reshape(batch, -1), axis=1)
         return np.ascontiguousarray(
             source[:, :, :n_pixels].reshape(2, batch, size, size).transpose(1, 2, 3, 0))
-
