@@ -62,9 +62,9 @@ class FaceSpaceVersionError(ValueError):
     """A face-space file written by another version of the file format."""
 
 
-def _part(part: str, name: str, doc: str) -> property:
+def _part(part: str, name: str) -> property:
     """A fitted attribute of the space that one of its parts holds."""
-    return property(lambda self: getattr(getattr(self, part), name), doc=doc)
+    return property(lambda self: getattr(getattr(self, part), name))
 
 
 class FaceSpace:
@@ -85,56 +85,38 @@ class FaceSpace:
     background : grey level in [0, 1] of the pixels outside the face region in
         synthesised images.
 
-    Attributes (after `fit`)
-    ------------------------
-    mean_shape_ : (68, 2) Procrustes mean (centred, unit norm).
-    shape_components_ : (n_shape, 136) orthonormal shape PCs (rows).
-    shape_eigenvalues_, shape_explained_variance_ratio_ : (n_shape,).
-    triangles_ : (T, 3) Delaunay triangulation of the mean shape (landmark indices).
-    mask_ : (texture_size, texture_size) bool, the face region of the texture frame.
-    mean_texture_ : (D, C) mean shape-free texture over the mask pixels.
-    appearance_components_ : (n_appearance, D * C) orthonormal appearance PCs (rows).
-    appearance_eigenvalues_, appearance_explained_variance_ratio_ : (n_appearance,).
+    Attributes (after `fit`), read from the parts
+    ----------------------------------------------
+    mean_shape_ (68, 2), shape_mean_ (136,), shape_components_ (n_shape, 136),
+    shape_eigenvalues_, shape_explained_variance_ratio_ (n_shape,): the shape model;
+    triangles_ (T, 3) landmark indices, mask_ (texture_size, texture_size) bool,
+    mean_texture_points_ (68, 2): the warp's mesh and frame; mean_texture_ (D, C),
+    appearance_components_ (n_appearance, D * C), appearance_eigenvalues_,
+    appearance_explained_variance_ratio_ (n_appearance,): the appearance model.
     """
 
-    mean_shape_ = _part("shape_model_", "mean_shape_", "(68, 2) Procrustes mean shape.")
-    shape_mean_ = _part("shape_model_", "mean_", "(136,) mean aligned shape vector.")
-    shape_components_ = _part("shape_model_", "components_", "(n_shape, 136) PCs.")
-    shape_eigenvalues_ = _part("shape_model_", "eigenvalues_", "(n_shape,) variances.")
-    shape_explained_variance_ratio_ = _part("shape_model_", "explained_variance_ratio_",
-                                            "(n_shape,) explained-variance ratios.")
-    triangles_ = _part("warp_", "triangles", "(T, 3) the mesh (landmark indices).")
-    mask_ = _part("warp_", "mask", "(texture_size, texture_size) face region.")
-    mean_texture_points_ = _part(
-        "warp_", "reference", "(68, 2) mean shape in the frame."
-    )
-    mean_texture_ = _part("appearance_model_", "mean_texture_", "(D, C) mean texture.")
-    appearance_components_ = _part(
-        "appearance_model_", "components_", "(n, D * C) PCs."
-    )
-    appearance_eigenvalues_ = _part(
-        "appearance_model_", "eigenvalues_", "(n,) variances."
-    )
-    appearance_explained_variance_ratio_ = _part(
-        "appearance_model_",
-        "explained_variance_ratio_",
-        "(n,) explained-variance ratios.",
-    )
+    mean_shape_ = _part("shape_model_", "mean_shape_")
+    shape_mean_ = _part("shape_model_", "mean_")
+    shape_components_ = _part("shape_model_", "components_")
+    shape_eigenvalues_ = _part("shape_model_", "eigenvalues_")
+    shape_explained_variance_ratio_ = _part("shape_model_", "explained_variance_ratio_")
+    triangles_ = _part("warp_", "triangles")
+    mask_ = _part("warp_", "mask")
+    mean_texture_points_ = _part("warp_", "reference")
+    mean_texture_ = _part("appearance_model_", "mean_texture_")
+    appearance_components_ = _part("appearance_model_", "components_")
+    appearance_eigenvalues_ = _part("appearance_model_", "eigenvalues_")
+    appearance_explained_variance_ratio_ = _part("appearance_model_",
+                                                 "explained_variance_ratio_")
 
-    def __init__(
-        self,
-        n_shape: int = 25,
-        n_appearance: int = 25,
-        texture_size: int = 150,
-        background: float = 0.5,
-    ):
+    def __init__(self, n_shape: int = 25, n_appearance: int = 25,
+                 texture_size: int = 150, background: float = 0.5):
         self.n_shape = positive_int(n_shape, "n_shape")
         self.n_appearance = positive_int(n_appearance, "n_appearance")
         self.texture_size = whole_number(texture_size, "texture_size", minimum=16)
         if not 0 <= background <= 1:
-            raise ValueError(
-                f"background: expected a grey level in [0, 1], got {background}"
-            )
+            raise ValueError(f"background: expected a grey level in [0, 1], got "
+                             f"{background}")
         self.background = float(background)
 
     # ---------------------------------------------------------------- properties
@@ -183,9 +165,8 @@ class FaceSpace:
                 "components")
         channels = {im.shape[2] if im.ndim == 3 else 1 for im in images}
         if len(channels) > 1:
-            raise ValueError(
-                "images: mix of grey and RGB images; convert them to one kind"
-            )
+            raise ValueError("images: mix of grey and RGB images; convert them to one "
+                             "kind")
         self.shape_model_ = ShapeModel(self.n_shape).fit(points)
         self._setup_warp()
         textures = self.warp_.sample(images, points, channels.pop())  # (N, D, C)
@@ -267,14 +248,8 @@ class FaceSpace:
         batch_size = positive_int(batch_size, "batch_size")
         landmarks = self.shape_landmarks(params[:, :self.n_shape], size) + margin
         textures = self.appearance_model_.texture_batches(params[:, self.n_shape:])
-        images = self.warp_.render(
-            textures,
-            landmarks,
-            size + 2 * margin,
-            self.background,
-            batch_size,
-            progress,
-        )
+        images = self.warp_.render(textures, landmarks, size + 2 * margin,
+                                   self.background, batch_size, progress)
         if self.n_channels == 1:
             images = images[..., 0]
         return images, landmarks
@@ -324,9 +299,8 @@ class FaceSpace:
             ``"model"`` (mean 0 and the space's eigenvalues).
         """
         params = param_array(params, self.n_params)
-        return self.normalizer(params if reference is None else reference).transform(
-            params
-        )
+        reference = params if reference is None else reference
+        return self.normalizer(reference).transform(params)
 
     def denormalize(self, normalized, reference) -> np.ndarray:
         """The inverse of `normalize` with the same ``reference`` (an array of
@@ -348,16 +322,7 @@ class FaceSpace:
         the settings, the Procrustes mean and shape PCs, the mean texture and appearance
         PCs with their eigenvalues. The mesh and mask are rebuilt on load."""
         self._check_fitted()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {name: getattr(self, name)
-                  for name in self._SHAPE_ARRAYS + self._APPEARANCE_ARRAYS}
-        with open(path, "wb") as handle:
-            np.savez_compressed(
-                handle, facelin_facespace_version=np.array(FORMAT_VERSION),
-                settings=np.array([self.n_shape, self.n_appearance, self.texture_size]),
-                background=np.array(self.background), **arrays)
-        return path
+        return _write_space_file(path, self)
 
     @classmethod
     def load(cls, path) -> "FaceSpace":
@@ -372,6 +337,19 @@ class FaceSpace:
             *(data[name] for name in cls._APPEARANCE_ARRAYS))
         space._setup_warp()
         return space
+
+
+def _write_space_file(path, space: FaceSpace) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {name: getattr(space, name)
+              for name in space._SHAPE_ARRAYS + space._APPEARANCE_ARRAYS}
+    settings = [space.n_shape, space.n_appearance, space.texture_size]
+    with open(path, "wb") as handle:
+        np.savez_compressed(handle, facelin_facespace_version=np.array(FORMAT_VERSION),
+                            settings=np.array(settings),
+                            background=np.array(space.background), **arrays)
+    return path
 
 
 def _read_space_file(path, names) -> dict:
