@@ -245,7 +245,8 @@ def _similarity_transforms(source: np.ndarray, target: np.ndarray) -> np.ndarray
 
     Hand-written rather than scikit-image's ``SimilarityTransform``, which estimates one
     set at a time: this solves every face's 2x2 problem in one batched SVD, with the
-    reflection handling of dlib's ``find_similarity_transform`` that the chips must match.
+    reflection handling of dlib's ``find_similarity_transform`` (Umeyama's method too),
+    which the chips must match.
 
     source, target: (N, P, 2). Returns ``(matrices, source_means, target_means)``: the
     (N, 2, 2) scaled rotations and the (N, 2) centroids, so that a point p maps to
