@@ -34,7 +34,7 @@ for claim, row in verdicts.iterrows():
 
 # %% tags=["remove-input"]
 for claim, rule in scorecard.verdict_rules().items():
-    print(f"{claim}: {rule or 'not saved yet'}")
+    print(f"{claim}: {rule or 'stated in its chapter'}")
 
 # %% [markdown]
 # The [scorecard](scorecard) sets every measured number beside its literature anchor, one
