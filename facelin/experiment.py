@@ -148,17 +148,17 @@ def block_outputs(model) -> list[str]:
 
 
 def analysis_layers(network_name: str = "dlib-resnet") -> list[str]:
-    """The layers the claim chapters study, in forward order: for dlib's ResNet the stem,
-    every residual block's output, the 256-d pooled layer and the 128-d descriptor; for
-    the others an early layer, block outputs at every resolution, the pooled layer and
-    the descriptor (``model.analysis_layers()``)."""
+    """The layers the claim chapters study, in forward order: for dlib's ResNet the
+    stem, every residual block's output, the 256-d pooled layer and the 128-d
+    descriptor; for the others an early layer, block outputs at every resolution, the
+    pooled layer and the descriptor (``model.analysis_layers()``)."""
     _check_network(network_name)
     return _model(network_name, False).analysis_layers()
 
 
 def deep_layers(network_name: str = "dlib-resnet") -> list[str]:
-    """The deep layers, where the claims are judged: the last block output(s), the pooled
-    layer and the descriptor."""
+    """The deep layers, where the claims are judged: the last block output(s), the
+    pooled layer and the descriptor."""
     _check_network(network_name)
     return _model(network_name, False).deep_layers()
 

@@ -1,5 +1,5 @@
-"""The three face CNNs behind one interface: alignment, layers, the untrained control and
-the mirror-identification check of each network's alignment and input convention."""
+"""The three face CNNs behind one interface: alignment, layers, the untrained control
+and the mirror-identification check of each network's alignment and input convention."""
 import numpy as np
 import pytest
 import torch
@@ -33,7 +33,8 @@ def test_every_network_has_the_interface(network, faces):
     name = network.name
     assert network.pretrained and network.input_size == SIZES[name]
     chips = network.chips(faces.images[:3], faces.landmarks[:3])
-    assert chips.shape == (3, 3, SIZES[name], SIZES[name]) and chips.dtype == torch.float32
+    assert chips.shape == (3, 3, SIZES[name], SIZES[name])
+    assert chips.dtype == torch.float32
     assert 0 <= chips.min() and chips.max() <= 255
     # float images in [0, 1] and NCHW batches are aligned like uint8 images
     as_float = network.chips(faces.images[:3] / 255.0, faces.landmarks[:3])
@@ -108,6 +109,7 @@ def test_mirror_identification_counts_rank_one():
     descriptors = np.eye(4) + 0.01
     assert mirror_identification(descriptors, descriptors).all()
     swapped = descriptors[[1, 0, 2, 3]]
-    assert mirror_identification(descriptors, swapped).tolist() == [False, False, True, True]
+    found = mirror_identification(descriptors, swapped)
+    assert found.tolist() == [False, False, True, True]
     with pytest.raises(ValueError, match="two .N, D. arrays"):
         mirror_identification(descriptors, descriptors[:3])

@@ -27,7 +27,8 @@ def _attr_value(value):
         return {"s": base64.b64encode(value.encode()).decode()}
     if isinstance(value, (list, tuple)):
         if value and isinstance(value[0], str):
-            return {"list": {"s": [base64.b64encode(v.encode()).decode() for v in value]}}
+            encoded = [base64.b64encode(v.encode()).decode() for v in value]
+            return {"list": {"s": encoded}}
         return {"list": {"i": [str(v) for v in value]}}
     return {"i": str(value)}
 
@@ -46,7 +47,8 @@ def write_graph(folder, nodes, constants, input_shape, quantize=(), truncate=0):
             spec["quantization"] = {"dtype": "float16", "original_dtype": "float32"}
             blobs.append(value.astype("<f2").tobytes())
         else:
-            blobs.append(value.astype("<i4" if value.dtype.kind == "i" else "<f4").tobytes())
+            stored = "<i4" if value.dtype.kind == "i" else "<f4"
+            blobs.append(value.astype(stored).tobytes())
         specs.append(spec)
     for name, op, inputs, attrs in nodes:
         topology.append({"name": name, "op": op, "input": inputs,
@@ -61,19 +63,19 @@ def write_graph(folder, nodes, constants, input_shape, quantize=(), truncate=0):
 
 
 def conv_attrs(stride=1, padding="SAME"):
-    return {"strides": [1, stride, stride, 1], "padding": padding, "data_format": "NHWC",
-            "dilations": [1, 1, 1, 1]}
+    return {"strides": [1, stride, stride, 1], "padding": padding,
+            "data_format": "NHWC", "dilations": [1, 1, 1, 1]}
 
 
 def numpy_conv(x, filters, stride, pads, depthwise=False):
     """TF's convolution by its definition: x (N, H, W, C) zero-padded by
-    pads = (top, bottom, left, right); filters HWIO, or HW-C-multiplier for depthwise."""
+    pads = (top, bottom, left, right); filters HWIO (depthwise: HW-C-multiplier)."""
     top, bottom, left, right = pads
     x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
     kh, kw = filters.shape[:2]
     rows = (x.shape[1] - kh) // stride + 1
     cols = (x.shape[2] - kw) // stride + 1
-    out_channels = filters.shape[2] * filters.shape[3] if depthwise else filters.shape[3]
+    out_channels = filters.shape[3] * (filters.shape[2] if depthwise else 1)
     out = np.zeros((x.shape[0], rows, cols, out_channels))
     for i in range(rows):
         for j in range(cols):
@@ -168,7 +170,8 @@ def test_float16_weights_are_dequantised(tmp_path, rng):
 def test_unsupported_op_is_named_with_its_node(tmp_path):
     nodes = [("relu", "Relu", ["x"], {}), ("odd", "Cumsum", ["relu"], {})]
     path = write_graph(tmp_path, nodes, {}, (2, 2, 1))
-    with pytest.raises(TFJSFormatError, match=r"node 'odd'.*op 'Cumsum' is not supported"):
+    with pytest.raises(TFJSFormatError,
+                       match=r"node 'odd'.*op 'Cumsum' is not supported"):
         read_tfjs_graph(path, "odd")
     # only the subgraph the output needs is built: the odd node is never reached
     graph = read_tfjs_graph(path, "relu")
@@ -179,7 +182,8 @@ def test_truncated_weights_file_is_reported(tmp_path, rng):
     filters = rng.normal(size=(3, 3, 2, 2)).astype(np.float32)
     path = write_graph(tmp_path, [("conv", "Conv2D", ["x", "w"], conv_attrs())],
                        {"w": filters}, (4, 4, 2), truncate=8)
-    with pytest.raises(TFJSFormatError, match=r"weight 'w' needs bytes 0\.\.144.*only 136"):
+    with pytest.raises(TFJSFormatError,
+                       match=r"weight 'w' needs bytes 0\.\.144.*only 136"):
         read_tfjs_graph(path, "conv")
 
 
@@ -236,7 +240,8 @@ def test_port_matches_tfjs(name, references, reference_inputs):
     for node in nodes:
         index = references[f"{name}|{node}|index"]
         expected = references[f"{name}|{node}|values"]
-        assert relative_difference(recorded[node][:, index], expected) <= TOLERANCE, node
+        difference = relative_difference(recorded[node][:, index], expected)
+        assert difference <= TOLERANCE, node
 
 
 @pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None,
@@ -250,4 +255,5 @@ def test_stored_references_are_what_tfjs_computes(name, references, reference_in
     for node in nodes:
         index = references[f"{name}|{node}|index"]
         expected = references[f"{name}|{node}|values"]
-        assert relative_difference(fresh[node].reshape(2, -1)[:, index], expected) <= 1e-6
+        values = fresh[node].reshape(2, -1)[:, index]
+        assert relative_difference(values, expected) <= 1e-6, node

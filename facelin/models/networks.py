@@ -1,24 +1,20 @@
 """The face CNNs studied in the book, each with its alignment and input convention.
 
-===============  ==========================================  =======  ==================
-name             origin                                      input    descriptor
-===============  ==========================================  =======  ==================
-``dlib-resnet``  dlib's ``dlib_face_recognition_resnet_       150 px   128-d
-                 model_v1`` (ResNet-29)                      dlib     ``descriptor``
-                                                             chips
-``mobileface``   becauseofAI MobileFace (MXNet, via TF.js)   112 px   256-d
-                                                             ArcFace  ``batchnorm0_add_1``
-``faceres``      HSE-asavchenko HSE_FaceRec_tf (MobileNet,   224 px   1024-d
-                 VGGFace2; via TF.js)                        ArcFace  ``global_pooling_
-                                                             x 2      Mean``
-===============  ==========================================  =======  ==================
+- ``dlib-resnet``: dlib's ``dlib_face_recognition_resnet_model_v1`` (ResNet-29);
+  150 px dlib chips; 128-d descriptor (layer ``descriptor``).
+- ``mobileface``: becauseofAI's MobileFace (MXNet, converted to TF.js); 112 px chips
+  on the ArcFace template; 256-d descriptor (``batchnorm0_add_1``).
+- ``faceres``: HSE-asavchenko's HSE_FaceRec_tf (MobileNet trained on VGGFace2, also
+  age and gender heads; TF.js); 224 px chips on the ArcFace template scaled by 2;
+  1024-d descriptor, the global average pool (``global_pooling_Mean``).
 
-`load_network` returns a ``torch.nn.Module`` that takes (N, 3, S, S) RGB chips with values
-0..255 and returns the descriptor. ``model.chips(images, landmarks)`` cuts those chips from
-images and dlib's 68 landmarks: dlib's own alignment for dlib's network, the ArcFace
-five-point template (`facelin.faces.template_chips`) for the other two. The TF.js graphs
-carry their own input scaling: MobileFace's first nodes compute ``(x - 127.5) / 128``;
-faceres takes the pixel values as they are (scaling them to 0..1 breaks it).
+`load_network` returns a ``torch.nn.Module`` that takes (N, 3, S, S) RGB chips with
+values 0..255 and returns the descriptor. ``model.chips(images, landmarks)`` cuts those
+chips from images and dlib's 68 landmarks: dlib's own alignment for dlib's network, the
+ArcFace five-point template (`facelin.faces.template_chips`) for the other two. The
+TF.js graphs carry their own input scaling: MobileFace's first nodes compute
+``(x - 127.5) / 128``; faceres takes the pixel values as they are (scaling them to
+0..1 breaks it).
 
 The untrained control (``pretrained=False``) is the same architecture with seeded random
 weights: every convolution and dense weight Glorot-uniform (bound
@@ -40,9 +36,10 @@ __all__ = ["NETWORK_NAMES", "FaceNetwork", "load_network", "mirror_identificatio
 NETWORK_NAMES = ("dlib-resnet", "mobileface", "faceres")
 PRELU_INITIAL_SLOPE = 0.25
 
-# TF.js node names: the descriptor, the layers studied (forward order) and the deep ones.
+# TF.js node names: the descriptor, the layers studied (forward order), the deep ones.
 _MOBILEFACE_STAGES = ["add", "add_4", "add_8", "add_12", "add_13", "add_16"]
-_FACERES_BLOCKS = [f"conv_pw_{b}_relu/clip_by_value" for b in (1, 3, 5, 7, 9, 11, 12, 13)]
+_FACERES_BLOCKS = [f"conv_pw_{b}_relu/clip_by_value"
+                   for b in (1, 3, 5, 7, 9, 11, 12, 13)]
 _TFJS = {
     "mobileface": {
         "size": 112, "descriptor": "batchnorm0/add_1",
@@ -53,7 +50,8 @@ _TFJS = {
     "faceres": {
         "size": 224, "descriptor": "global_pooling/Mean",
         # the stem's ReLU6, pointwise blocks at every resolution, the pooled descriptor
-        "analysis": ["conv1_relu/clip_by_value"] + _FACERES_BLOCKS + ["global_pooling/Mean"],
+        "analysis": ["conv1_relu/clip_by_value", *_FACERES_BLOCKS,
+                     "global_pooling/Mean"],
         "deep": ["conv_pw_12_relu/clip_by_value", "conv_pw_13_relu/clip_by_value",
                  "global_pooling/Mean"],
     },
@@ -61,8 +59,8 @@ _TFJS = {
 
 
 def _uint8_images(images):
-    """Images as the aligners take them: uint8, (H, W[, 3]) each. Accepts float images in
-    [0, 1] (rounded to whole grey levels) and batches in NCHW layout ((N, 3, H, W)
+    """Images as the aligners take them: uint8, (H, W[, 3]) each. Accepts float images
+    in [0, 1] (rounded to whole grey levels) and batches in NCHW layout ((N, 3, H, W)
     tensors such as chips)."""
     if isinstance(images, torch.Tensor):
         images = images.detach().cpu().numpy()
@@ -111,7 +109,8 @@ class FaceNetwork:
 
         images = _uint8_images(images)
         if self.name == "dlib-resnet":
-            return faces.face_chips(images, landmarks, size=self.input_size, padding=0.25)
+            return faces.face_chips(images, landmarks, size=self.input_size,
+                                    padding=0.25)
         return faces.template_chips(images, landmarks, size=self.input_size)
 
     def descriptors(self, chips: torch.Tensor, batch_size: int = 25) -> torch.Tensor:
@@ -127,15 +126,15 @@ class FaceNetwork:
         return list(self._analysis)
 
     def deep_layers(self) -> list[str]:
-        """The deep layers: the last block output(s), the pooled layer, the descriptor."""
+        """The deep layers: last block output(s), the pooled layer, the descriptor."""
         return list(self._deep)
 
     def _check_chips(self, chips) -> torch.Tensor:
         size = self.input_size
         if not isinstance(chips, torch.Tensor) or chips.dim() != 4 or \
                 tuple(chips.shape[1:]) != (3, size, size):
-            raise ValueError(f"chips: expected a tensor of shape (N, 3, {size}, {size}), "
-                             f"got {tuple(getattr(chips, 'shape', ()))}")
+            raise ValueError(f"chips: expected a tensor of shape (N, 3, {size}, "
+                             f"{size}), got {tuple(getattr(chips, 'shape', ()))}")
         if not chips.is_floating_point():
             chips = chips.float()
         if not torch.isfinite(chips).all():
@@ -144,7 +143,7 @@ class FaceNetwork:
 
 
 class DlibNetwork(FaceNetwork, DlibResNet):
-    """dlib's ResNet with the `FaceNetwork` interface (layer names as `DlibResNet`'s)."""
+    """dlib's ResNet with the `FaceNetwork` interface (`DlibResNet`'s layer names)."""
 
     def forward(self, chips, stop_at=None):
         return DlibResNet.forward(self, self._check_chips(chips), stop_at)
@@ -173,9 +172,9 @@ def _glorot_(weight: torch.Tensor, groups: int, generator: torch.Generator):
 
 def _initialise_untrained(graph: TFJSGraph, seed: int):
     """The untrained control's weights (see the module docstring), drawn in forward
-    order from ``seed``. A per-channel constant operand downstream of a weighted layer is
-    a folded batch normalisation (Mul: scale, Add/Sub: shift) or, when it multiplies a
-    Minimum (PReLU as max(0, x) + slope * min(0, x)), a PReLU slope."""
+    order from ``seed``. A per-channel constant operand downstream of a weighted layer
+    is a folded batch normalisation (Mul: scale, Add/Sub: shift) or, when it multiplies
+    a Minimum (PReLU as max(0, x) + slope * min(0, x)), a PReLU slope."""
     generator = torch.Generator().manual_seed(seed)
     downstream, producers = set(), {}
     with torch.no_grad():
@@ -193,7 +192,7 @@ def _initialise_untrained(graph: TFJSGraph, seed: int):
                 if isinstance(op.activation, _PRelu):
                     op.activation.slopes.fill_(PRELU_INITIAL_SLOPE)
             elif isinstance(op, _Elementwise) and learned and op.constant is not None \
-                    and op.constant.numel() > 1 and any(i in downstream for i in op.inputs):
+                    and op.constant.numel() > 1:
                 if op.op == "Mul":
                     slope = any(producers.get(i) == "Minimum" for i in op.inputs)
                     op.constant.fill_(PRELU_INITIAL_SLOPE if slope else 1.0)
@@ -207,14 +206,15 @@ def load_network(name: str, pretrained: bool = True, seed: int = 0) -> FaceNetwo
     """One of the face CNNs (`NETWORK_NAMES`), float32, in eval mode, without gradients.
 
     ``pretrained=False`` gives the untrained control: the same architecture with weights
-    drawn from ``seed`` (see the module docstring). The TF.js networks' files are fetched
-    on first use (`facelin.models.npm.human_model_path`).
+    drawn from ``seed`` (see the module docstring). The TF.js networks' files are
+    fetched on first use (`facelin.models.npm.human_model_path`).
     """
     if name not in NETWORK_NAMES:
         raise ValueError(f"name must be one of {NETWORK_NAMES}, got {name!r}")
     if name == "dlib-resnet":
         model = load_dlib_resnet(pretrained=pretrained, seed=seed)
-        model.__class__ = DlibNetwork  # same modules and weights, the FaceNetwork interface
+        # the same modules and weights, with the FaceNetwork interface
+        model.__class__ = DlibNetwork
         model.input_size, model.descriptor_layer = 150, "descriptor"
         blocks = [n for n in model.layer_names() if n.startswith("stage")
                   and n.endswith(".relu") and n.count(".") == 2]
@@ -244,7 +244,8 @@ def mirror_identification(descriptors, mirrored) -> np.ndarray:
 
     descriptors = np.asarray(descriptors, dtype=np.float64)
     mirrored = np.asarray(mirrored, dtype=np.float64)
-    if descriptors.ndim != 2 or mirrored.shape != descriptors.shape or len(descriptors) < 2:
+    if descriptors.ndim != 2 or mirrored.shape != descriptors.shape \
+            or len(descriptors) < 2:
         raise ValueError(f"descriptors and mirrored: expected two (N, D) arrays with "
                          f"N >= 2, got {descriptors.shape} and {mirrored.shape}")
     if not (np.isfinite(descriptors).all() and np.isfinite(mirrored).all()):

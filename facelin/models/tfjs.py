@@ -1,8 +1,8 @@
-"""TensorFlow.js graph models in PyTorch, read from their JSON topology and weight files.
+"""TensorFlow.js graph models in PyTorch, read from their JSON topology and weights.
 
 A TF.js graph model is a ``<name>.json`` file (the TensorFlow graph: one entry per node
-with its op, inputs and attributes, and a manifest of the weights) and one or more binary
-weight files. :func:`read_tfjs_graph` turns one into a :class:`TFJSGraph`, a
+with its op, inputs and attributes, and a manifest of the weights) and one or more
+binary weight files. :func:`read_tfjs_graph` turns one into a :class:`TFJSGraph`, a
 ``torch.nn.Module`` that computes exactly what the graph computes, for the ops that
 feed-forward image networks use (see ``SUPPORTED_OPS``).
 
@@ -59,14 +59,15 @@ _BINARY = {
 # ops with a scalar operand (commutative, or the scalar second)
 _SCALAR = {"Maximum": torch.clamp_min, "Minimum": torch.clamp_max, "Mul": torch.mul,
            "Add": torch.add, "AddV2": torch.add, "BiasAdd": torch.add}
-_UNARY = {**_ACTIVATIONS, "Abs": torch.abs, "Square": torch.square, "Identity": lambda x: x,
-          "Neg": torch.neg, "Sqrt": torch.sqrt, "Rsqrt": torch.rsqrt, "Exp": torch.exp}
+_UNARY = {**_ACTIVATIONS, "Abs": torch.abs, "Square": torch.square,
+          "Identity": lambda x: x, "Neg": torch.neg, "Sqrt": torch.sqrt,
+          "Rsqrt": torch.rsqrt, "Exp": torch.exp}
 _WEIGHTED = ("Conv2D", "_FusedConv2D", "DepthwiseConv2dNative", "DepthwiseConv2d",
              "FusedDepthwiseConv2dNative", "_FusedDepthwiseConv2dNative", "MatMul",
              "_FusedMatMul")
 SUPPORTED_OPS = tuple(sorted(set(_BINARY) | set(_UNARY) | set(_WEIGHTED) | {
-    "Const", "Placeholder", "Pad", "PadV2", "Mean", "Sum", "Reshape", "Squeeze", "Softmax",
-    "Prelu", "LeakyRelu"}))
+    "Const", "Placeholder", "Pad", "PadV2", "Mean", "Sum", "Reshape", "Squeeze",
+    "Softmax", "Prelu", "LeakyRelu"}))
 _DTYPES = {"float32": (np.float32, np.float32), "int32": (np.int32, np.int32),
            "bool": (np.bool_, np.bool_)}
 _QUANTIZED = {"uint8": np.uint8, "uint16": np.uint16, "float16": np.float16}
@@ -102,7 +103,7 @@ def _attr(node: dict, key: str, default=None):
 
 
 def _read_weights(manifest: list, folder: Path, source: str) -> dict:
-    """Every weight of the manifest as a numpy array (dequantised to its original dtype)."""
+    """Every weight of the manifest as a numpy array (dequantised to its own dtype)."""
     weights = {}
     for group in manifest:
         paths = [folder / p for p in group["paths"]]
@@ -128,9 +129,9 @@ def _read_weights(manifest: list, folder: Path, source: str) -> dict:
             size = count * np.dtype(stored).itemsize
             if offset + size > len(data):
                 raise TFJSFormatError(
-                    f"{source}: weight {name!r} needs bytes {offset}..{offset + size} of "
-                    f"{[str(p) for p in paths]}, which hold only {len(data)} bytes "
-                    "(truncated file?)")
+                    f"{source}: weight {name!r} needs bytes {offset}..{offset + size} "
+                    f"of {[str(p) for p in paths]}, which hold only {len(data)} "
+                    "bytes (truncated file?)")
             array = np.frombuffer(data, stored, count, offset).reshape(shape)
             offset += size
             if quantization and quantization["dtype"] != "float16":
@@ -138,8 +139,9 @@ def _read_weights(manifest: list, folder: Path, source: str) -> dict:
                     quantization["min"])
             weights[name] = array.astype(_DTYPES[spec["dtype"]][1])
         if offset != len(data):
-            raise TFJSFormatError(f"{source}: the weight files {[str(p) for p in paths]} "
-                                  f"hold {len(data)} bytes, the manifest describes {offset}")
+            raise TFJSFormatError(f"{source}: the weight files "
+                                  f"{[str(p) for p in paths]} hold {len(data)} bytes, "
+                                  f"the manifest describes {offset}")
     return weights
 
 
@@ -170,7 +172,8 @@ def _module_name(node_name: str, taken: set, owner: type) -> str:
 # Ops
 
 
-def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+def same_padding(size: int, kernel: int, stride: int,
+                 dilation: int = 1) -> tuple[int, int]:
     """TF's ``"SAME"`` padding of one spatial dimension: (before, after); the odd extra
     row or column goes after (bottom, right)."""
     out = -(-size // stride)
@@ -185,7 +188,8 @@ def _as_rank(value: torch.Tensor, rank: int) -> torch.Tensor:
         return value
     if value.dim() > 4:
         raise TFJSFormatError(f"constant of rank {value.dim()} against a rank-4 tensor")
-    return value.reshape((1,) * (4 - value.dim()) + tuple(value.shape)).permute(0, 3, 1, 2)
+    aligned = value.reshape((1,) * (4 - value.dim()) + tuple(value.shape))
+    return aligned.permute(0, 3, 1, 2)
 
 
 def _axes(axes, rank: int) -> list[int]:
@@ -194,8 +198,8 @@ def _axes(axes, rank: int) -> list[int]:
 
 
 class _Op(nn.Module):
-    """One graph node. ``inputs`` are the names of the nodes it reads (constants excluded:
-    they are held by the op)."""
+    """One graph node. ``inputs`` are the names of the nodes it reads (constants
+    excluded: they are held by the op)."""
 
     def __init__(self, node: dict, inputs: list[str]):
         super().__init__()
@@ -206,8 +210,8 @@ class _Op(nn.Module):
 
 
 class _Elementwise(_Op):
-    """A unary op, or a binary op with at most one constant operand (``constant``, in TF's
-    layout, at position ``constant_position``)."""
+    """A unary op, or a binary op with at most one constant operand (``constant``, in
+    TF's layout, at position ``constant_position``)."""
 
     def __init__(self, node, inputs, function, constant=None, constant_position=None):
         super().__init__(node, inputs)
@@ -242,7 +246,8 @@ class _Convolution(_Op):
         super().__init__(node, inputs)
         where = f"node {node['name']!r} ({node['op']})"
         if _attr(node, "data_format", "NHWC") != "NHWC":
-            raise TFJSFormatError(f"{where}: data_format {_attr(node, 'data_format')!r}")
+            raise TFJSFormatError(
+                f"{where}: data_format {_attr(node, 'data_format')!r}")
         strides = _attr(node, "strides", [1, 1, 1, 1])
         dilations = _attr(node, "dilations", [1, 1, 1, 1])
         self.stride, self.dilation = tuple(strides[1:3]), tuple(dilations[1:3])
@@ -254,7 +259,8 @@ class _Convolution(_Op):
             raise TFJSFormatError(f"{where}: padding {self.padding!r}")
         if depthwise:  # (kh, kw, C, multiplier) -> (C * multiplier, 1, kh, kw)
             kh, kw, channels, multiplier = filters.shape
-            weight = filters.transpose(2, 3, 0, 1).reshape(channels * multiplier, 1, kh, kw)
+            weight = filters.transpose(2, 3, 0, 1).reshape(
+                channels * multiplier, 1, kh, kw)
             self.groups = channels
         else:  # (kh, kw, in, out) -> (out, in, kh, kw)
             weight = filters.transpose(3, 2, 0, 1)
@@ -315,7 +321,8 @@ def _fused(node, extra, where):
     if fused and fused[0] == "BiasAdd":
         if not extra:
             raise TFJSFormatError(f"{where}: BiasAdd without a bias input")
-        bias = nn.Parameter(torch.from_numpy(np.ascontiguousarray(extra[0].reshape(-1))))
+        bias = nn.Parameter(torch.from_numpy(
+            np.ascontiguousarray(extra[0].reshape(-1))))
         fused, extra = fused[1:], extra[1:]
     elif fused:
         raise TFJSFormatError(f"{where}: fused op {fused[0]!r} is not supported")
@@ -359,7 +366,8 @@ class _Pad(_Op):
 class _Reduce(_Op):
     def __init__(self, node, inputs, axes, function):
         super().__init__(node, inputs)
-        self.axes, self.keep = np.atleast_1d(axes).tolist(), _attr(node, "keep_dims", False)
+        self.axes = np.atleast_1d(axes).tolist()
+        self.keep = _attr(node, "keep_dims", False)
         self.function = function
 
     def forward(self, x):
@@ -464,9 +472,10 @@ class TFJSGraph(nn.Module):
         return shapes
 
     def stage_table(self) -> list[dict]:
-        """One row per node: name ("stage"), kind (the TF op), output shape and units."""
-        return [{"stage": name, "kind": self.get_submodule(name).op, "output shape": shape,
-                 "units": int(np.prod(shape))} for name, shape in self.unit_counts().items()]
+        """One row per node: name ("stage"), kind (the TF op), output shape, units."""
+        return [{"stage": name, "kind": self.get_submodule(name).op,
+                 "output shape": shape, "units": int(np.prod(shape))}
+                for name, shape in self.unit_counts().items()]
 
     def check_input(self, x: torch.Tensor):
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
@@ -475,8 +484,9 @@ class TFJSGraph(nn.Module):
         expected = self.input_shape
         if x.dim() != 4 or (expected is not None and any(
                 e is not None and e != s for e, s in zip(expected, x.shape[1:]))):
-            raise ValueError(f"input: expected shape (N, {', '.join(map(str, expected))}) "
-                             f"(NCHW), got {tuple(x.shape)}")
+            raise ValueError(f"input: expected shape "
+                             f"(N, {', '.join(map(str, expected))}) (NCHW), got "
+                             f"{tuple(x.shape)}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
@@ -505,14 +515,15 @@ def _build_op(node, inputs, where):
                             depthwise="Depthwise" in op)
     if op in ("MatMul", "_FusedMatMul"):
         if len(computed) != 1 or not isinstance(inputs[1], np.ndarray):
-            raise TFJSFormatError(f"{where}: expected one computed input and a constant "
-                                  "kernel")
+            raise TFJSFormatError(f"{where}: expected one computed input and a "
+                                  "constant kernel")
         return _Dense(node, computed, inputs[1], inputs[2:])
     if op in _UNARY:
         return _Elementwise(node, computed, _UNARY[op])
     if op in _BINARY:
         if len(inputs) != 2 or not computed:
-            raise TFJSFormatError(f"{where}: expected two operands, at least one computed")
+            raise TFJSFormatError(
+                f"{where}: expected two operands, at least one computed")
         if const:
             position = 0 if isinstance(inputs[0], np.ndarray) else 1
             return _Elementwise(node, computed, _BINARY[op], const[0], position)
@@ -526,7 +537,8 @@ def _build_op(node, inputs, where):
     if op in ("Pad", "PadV2"):
         return _Pad(node, computed, const[0], const[1] if len(const) > 1 else 0.0)
     if op in ("Mean", "Sum"):
-        return _Reduce(node, computed, const[0], torch.mean if op == "Mean" else torch.sum)
+        reduce = torch.mean if op == "Mean" else torch.sum
+        return _Reduce(node, computed, const[0], reduce)
     if op == "Reshape":
         return _Reshape(node, computed, const[0])
     if op == "Squeeze":
@@ -538,7 +550,8 @@ def _build_op(node, inputs, where):
 
 
 def _load_graph(path, output=None, cls=TFJSGraph, **kwargs):
-    """Parse ``path`` and build ``cls(ops, input, output, input_shape, source, **kwargs)``."""
+    """Parse ``path`` and build ``cls(ops, input, output, input_shape, source,
+    **kwargs)``."""
     path = Path(path)
     source = str(path)
     try:
@@ -552,8 +565,8 @@ def _load_graph(path, output=None, cls=TFJSGraph, **kwargs):
     by_name = {node["name"]: node for node in nodes}
     placeholders = [n for n in nodes if n["op"] == "Placeholder"]
     if len(placeholders) != 1:
-        raise TFJSFormatError(f"{source}: {len(placeholders)} inputs (Placeholder nodes); "
-                              "only single-input graphs are supported")
+        raise TFJSFormatError(f"{source}: {len(placeholders)} inputs (Placeholder "
+                              "nodes); only single-input graphs are supported")
     input_node = placeholders[0]["name"]
     if output is None:
         outputs = list(model.get("signature", {}).get("outputs", {}))
@@ -564,7 +577,8 @@ def _load_graph(path, output=None, cls=TFJSGraph, **kwargs):
     output = _input_name(output)
     if output not in by_name:
         close = [n for n in by_name if output.split("/")[0] in n][:5]
-        raise KeyError(f"{source}: no node {output!r}{f'; similar: {close}' if close else ''}")
+        similar = f"; similar: {close}" if close else ""
+        raise KeyError(f"{source}: no node {output!r}{similar}")
 
     # the nodes the output depends on, inputs before readers (depth-first, iterative)
     order, state, stack = [], {}, [(output, False)]
@@ -617,8 +631,8 @@ def _attr_shape(node):
 
 
 def read_tfjs_graph(path, output: str | None = None) -> TFJSGraph:
-    """Read a TF.js graph model (``<name>.json`` and the weight files its manifest names,
-    in the same folder) as a :class:`TFJSGraph` in eval mode, float32.
+    """Read a TF.js graph model (``<name>.json`` and the weight files its manifest
+    names, in the same folder) as a :class:`TFJSGraph` in eval mode, float32.
 
     Parameters
     ----------
