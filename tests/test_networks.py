@@ -7,6 +7,7 @@ import torch
 from facelin import extract
 from facelin.datasets import lfw_subset
 from facelin.models import NETWORK_NAMES, NpmError, load_network, mirror_identification
+from facelin.models.networks import architecture, mirror_distances, mirror_verdict
 
 SIZES = {"dlib-resnet": 150, "mobileface": 112, "faceres": 224}
 DESCRIPTOR_SIZES = {"dlib-resnet": 128, "mobileface": 256, "faceres": 1024}
@@ -113,3 +114,24 @@ def test_mirror_identification_counts_rank_one():
     assert found.tolist() == [False, False, True, True]
     with pytest.raises(ValueError, match="two .N, D. arrays"):
         mirror_identification(descriptors, descriptors[:3])
+
+
+def test_mirror_distances_and_verdict():
+    descriptors = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]) + 5  # a large constant
+    distances = mirror_distances(descriptors, descriptors)
+    np.testing.assert_allclose(np.diag(distances), 0, atol=1e-12)
+    assert (distances[~np.eye(3, dtype=bool)] > 0.1).all()  # centring removes the 5
+    assert mirror_verdict(0.97, 0.2) == "passes"
+    assert mirror_verdict(0.9, 0.2) == "fails"
+    assert mirror_verdict(1.0, 0.96) == "cannot tell"
+    with pytest.raises(ValueError, match="trained_rate"):
+        mirror_verdict(97, 0.2)
+
+
+def test_architecture_counts_layers(network):
+    summary = architecture(network)
+    expected = {"dlib-resnet": (29, 0), "mobileface": (5, 12), "faceres": (14, 13)}
+    assert (summary["convolutions"], summary["depthwise convolutions"]) == \
+        expected[network.name]
+    assert summary["descriptor"] == DESCRIPTOR_SIZES[network.name]
+    assert summary["parameters"] > 100_000

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from facelin.models import NpmError, TFJSFormatError, human_model_path, read_tfjs_graph
-from facelin.models.tfjs import same_padding, tfjs_reference
+from facelin.models.tfjs import (TOLERANCE, relative_difference, same_padding,
+                                 tfjs_reference)
 
 DATA = Path(__file__).parent / "data"
-TOLERANCE = 1e-4  # relative max difference (max |port - TF.js| / max |TF.js|), float32
 
 
 # --------------------------------------------------------------------------------------
@@ -222,8 +222,13 @@ def _nodes(references, name):
     return json.loads(str(references["about"]))["nodes"][name]
 
 
-def relative_difference(ours, theirs):
-    return float(np.abs(ours - theirs).max() / np.abs(theirs).max())
+def test_relative_difference_is_scaled_by_the_reference():
+    assert relative_difference([1.0, -2.0], [1.0, -4.0]) == 0.5
+    assert relative_difference([10.0, 20.0], [10.0, 20.0]) == 0
+    with pytest.raises(ValueError, match="all zero"):
+        relative_difference([1.0], [0.0])
+    with pytest.raises(ValueError, match="shapes differ"):
+        relative_difference([1.0], [1.0, 2.0])
 
 
 @pytest.mark.parametrize("name", ["mobileface", "faceres"])

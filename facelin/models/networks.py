@@ -31,10 +31,13 @@ from .dlib_resnet import DlibResNet, load_dlib_resnet
 from .npm import human_model_path
 from .tfjs import TFJSGraph, _Convolution, _Dense, _Elementwise, _load_graph, _PRelu
 
-__all__ = ["NETWORK_NAMES", "FaceNetwork", "load_network", "mirror_identification"]
+__all__ = ["NETWORK_NAMES", "FaceNetwork", "load_network", "mirror_identification",
+           "mirror_distances", "mirror_verdict", "architecture", "MIRROR_RANK1"]
 
 NETWORK_NAMES = ("dlib-resnet", "mobileface", "faceres")
 PRELU_INITIAL_SLOPE = 0.25
+# The mirror check passes at this rank-1 rate (see `mirror_verdict`).
+MIRROR_RANK1 = 0.95
 
 # TF.js node names: the descriptor, the layers studied (forward order), the deep ones.
 _MOBILEFACE_STAGES = ["add", "add_4", "add_8", "add_12", "add_13", "add_16"]
@@ -233,13 +236,26 @@ def load_network(name: str, pretrained: bool = True, seed: int = 0) -> FaceNetwo
     return model.eval().requires_grad_(False)
 
 
-def mirror_identification(descriptors, mirrored) -> np.ndarray:
-    """Which faces are identified from their mirror image: ``descriptors`` (N, D) of N
-    faces and ``mirrored`` (N, D) of the same faces flipped left to right; mirrored face
-    i is identified when, of the N faces, face i is the nearest to it by cosine distance
-    after both are centred on the mean descriptor of the N faces (descriptors can carry
-    a large constant that would otherwise dominate the cosine). Returns an (N,) bool
-    array; its mean is the rank-1 identification rate."""
+def architecture(model) -> dict:
+    """A face network in numbers: input side, named layers, convolutions (dense and
+    depthwise), dense layers, parameters and descriptor size."""
+    kinds = [row["kind"] for row in model.stage_table()]
+    convolutions = sum(k in ("Conv2d", "Conv2D", "_FusedConv2D") for k in kinds)
+    depthwise = sum("Depthwise" in k for k in kinds)
+    dense = sum(k in ("Linear", "MatMul", "_FusedMatMul") for k in kinds)
+    units = {row["stage"]: row["units"] for row in model.stage_table()}
+    return {"input": f"{model.input_size}x{model.input_size}", "layers": len(kinds),
+            "convolutions": convolutions, "depthwise convolutions": depthwise,
+            "dense layers": dense,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "descriptor": units[model.descriptor_layer]}
+
+
+def mirror_distances(descriptors, mirrored) -> np.ndarray:
+    """Cosine distances (N, N) from each mirrored face (rows) to each face (columns),
+    both centred on the mean descriptor of the N faces (descriptors can carry a large
+    constant that would otherwise dominate the cosine). The diagonal holds each face's
+    distance to its own mirror image."""
     from scipy.spatial.distance import cdist
 
     descriptors = np.asarray(descriptors, dtype=np.float64)
@@ -251,5 +267,29 @@ def mirror_identification(descriptors, mirrored) -> np.ndarray:
     if not (np.isfinite(descriptors).all() and np.isfinite(mirrored).all()):
         raise ValueError("descriptors: NaN or Inf")
     mean = descriptors.mean(axis=0)
-    distances = cdist(mirrored - mean, descriptors - mean, "cosine")
-    return distances.argmin(axis=1) == np.arange(len(descriptors))
+    return cdist(mirrored - mean, descriptors - mean, "cosine")
+
+
+def mirror_identification(descriptors, mirrored) -> np.ndarray:
+    """Which faces are identified from their mirror image: ``descriptors`` (N, D) of N
+    faces and ``mirrored`` (N, D) of the same faces flipped left to right; mirrored face
+    i is identified when, of the N faces, face i is the nearest to it
+    (`mirror_distances`). Returns an (N,) bool array; its mean is the rank-1
+    identification rate."""
+    distances = mirror_distances(descriptors, mirrored)
+    return distances.argmin(axis=1) == np.arange(len(distances))
+
+
+def mirror_verdict(trained_rate: float, control_rate: float,
+                   threshold: float = MIRROR_RANK1) -> str:
+    """The mirror check of a network's alignment and input convention: ``"passes"``
+    when the trained network identifies at least ``threshold`` of the faces from their
+    mirror image and its untrained control does not (so the check can fail);
+    ``"fails"`` when the trained network falls short; ``"cannot tell"`` when the
+    control passes too."""
+    for name, rate in (("trained_rate", trained_rate), ("control_rate", control_rate)):
+        if not 0 <= rate <= 1:
+            raise ValueError(f"{name}: a rate in [0, 1], got {rate!r}")
+    if control_rate >= threshold:
+        return "cannot tell"
+    return "passes" if trained_rate >= threshold else "fails"

@@ -31,8 +31,12 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["TFJSFormatError", "TFJSGraph", "read_tfjs_graph", "SUPPORTED_OPS",
-           "same_padding", "tfjs_reference", "REFERENCE_SCRIPT"]
+           "same_padding", "tfjs_reference", "REFERENCE_SCRIPT", "TOLERANCE",
+           "relative_difference"]
 
+# A port reproduces TF.js when its values differ from TF.js's by at most this fraction
+# of TF.js's largest magnitude (float32 arithmetic in a different order).
+TOLERANCE = 1e-4
 # The node script that runs a graph with TensorFlow.js's pure-JavaScript CPU backend.
 REFERENCE_SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "tfjs_reference.js"
 
@@ -688,3 +692,16 @@ def tfjs_reference(path, inputs, nodes) -> dict:
             entry["shape"])
         out[name] = value.transpose(0, 3, 1, 2) if value.ndim == 4 else value
     return out
+
+
+def relative_difference(ours, reference) -> float:
+    """max |ours - reference| / max |reference|: the largest difference relative to the
+    reference's scale (what `TOLERANCE` bounds)."""
+    ours = np.asarray(ours, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    if ours.shape != reference.shape:
+        raise ValueError(f"shapes differ: {ours.shape} and {reference.shape}")
+    scale = np.abs(reference).max()
+    if not np.isfinite(scale) or scale == 0 or not np.isfinite(ours).all():
+        raise ValueError("the reference is all zero, or a value is NaN or Inf")
+    return float(np.abs(ours - reference).max() / scale)
