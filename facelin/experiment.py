@@ -140,6 +140,15 @@ def inputs(chips, landmarks, network_name: str = "dlib-resnet") -> torch.Tensor:
     return _model(network_name, True).chips(chips, landmarks)
 
 
+def _input_batches(chips, landmarks, network_name: str, batch_size: int = 50):
+    """`inputs` cut batch by batch, so that only one batch of a network's (larger,
+    float) chips is held at a time."""
+    landmarks = np.asarray(landmarks)
+    for start in range(0, len(chips), batch_size):
+        stop = start + batch_size
+        yield inputs(chips[start:stop], landmarks[start:stop], network_name)
+
+
 def block_outputs(model) -> list[str]:
     """The output (after the final ReLU) of every residual block of dlib's ResNet, in
     forward order."""
@@ -212,8 +221,8 @@ def population(stim: Stimuli, network: str = "dlib-resnet", pretrained: bool = T
     spec = _unit_spec(model, layers, units_per_layer)
 
     def compute():
-        chips = inputs(stim.chips, stim.landmarks, network)
-        recorded = extract.record(model, chips, spec, batch_size=50, seed=seed,
+        recorded = extract.record(model, _input_batches(stim.chips, stim.landmarks,
+                                                        network), spec, seed=seed,
                                   progress=progress)
         bounds = {k: torch.tensor([s.start, s.stop]) for k, s in recorded.layers.items()}
         return {"values": recorded.values, "bounds": bounds}
@@ -238,7 +247,7 @@ def layer_responses(chips, landmarks, layer: str, network: str = "dlib-resnet",
     _check_network(network)
     model = _model(network, pretrained)
     spec = _unit_spec(model, [layer], units_per_layer)
-    return extract.record(model, inputs(chips, landmarks, network), spec, batch_size=50,
+    return extract.record(model, _input_batches(chips, landmarks, network), spec,
                           seed=seed, progress=False).values
 
 
