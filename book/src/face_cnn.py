@@ -91,7 +91,8 @@ lfw_indices, _ = faces.lfw_face_chips()
 images = [astronaut] + faces.upsampled_lfw(lfw_indices[:7])
 points = faces.landmarks(images)
 chips = faces.face_chips(images, points)
-chip_difference = (chips - faces.dlib_reference_chips(images, points)).abs().mean().item()
+dlib_chips = faces.dlib_reference_chips(images, points)
+chip_difference = (chips - dlib_chips).abs().mean().item()
 reference = dlib_reference_descriptors(images, points)
 difference32 = np.abs(model(chips).numpy() - reference).max()
 float64_model = load_network("dlib-resnet").double()
@@ -161,7 +162,8 @@ def tfjs_agreement(name):
         model(chips)
     for hook in hooks:
         hook.remove()
-    return {node: relative_difference(recorded[node], reference[node]) for node in nodes}
+    return {node: relative_difference(recorded[node], reference[node])
+            for node in nodes}
 
 
 agreement = {"mobileface": tfjs_agreement("mobileface")}
@@ -199,7 +201,8 @@ agreement["faceres"] = tfjs_agreement("faceres")
 pd.Series(agreement["faceres"], name="relative max difference").to_frame()
 
 # %% tags=["nbval-check-output"]
-print("faceres, all compared nodes within 1e-4:", agreement_verdict(agreement["faceres"]))
+print("faceres, all compared nodes within 1e-4:",
+      agreement_verdict(agreement["faceres"]))
 
 # %% [markdown]
 # ## The same face mirrored, and different faces
@@ -238,7 +241,8 @@ mirror.round(3)
 # %% tags=["nbval-check-output"]
 verdicts = {}
 for name in NETWORK_NAMES:
-    trained, control = (mirror.loc[(name, w), "rank-1"] for w in ("trained", "untrained"))
+    trained, control = (mirror.loc[(name, weights), "rank-1"]
+                        for weights in ("trained", "untrained"))
     verdicts[name] = mirror_verdict(trained, control)
     print(f"{name}: rank-1 {trained:.3g} (control {control:.3g}): {verdicts[name]}")
 
@@ -260,6 +264,7 @@ for ax, name in zip(axes, NETWORK_NAMES):
                 color="C3", label=f"same face mirrored ({label})")
     ax.set_title(name)
     ax.set_xlabel("cosine distance (centred)")
+axes[0].set_ylabel("density")
 axes[0].legend(fontsize=7)
 plt.tight_layout()
 plt.show()
@@ -300,3 +305,32 @@ findings_file = findings.save("face_cnn", summary)
 # slope 0.25. It is the control throughout the book: whatever its units encode comes
 # from the architecture and the input, not from learning to recognise faces. As the
 # mirror check shows, such a network does not tell a mirrored face from other faces.
+#
+# The controls differ in scale as their architectures do. dlib's residual sums keep the
+# untrained ResNet's activity at a similar size through its depth. The untrained
+# MobileNet of faceres, with no residual sums and its batch normalisations at their
+# initial identity (as Keras initialises it), loses about half its variance at each
+# ReLU6, so its activity shrinks by orders of magnitude from the first layer to the
+# pool; the table gives the mean absolute response of each studied layer to the first
+# eight LFW faces. Comparisons across layers or networks therefore use measures that do
+# not depend on a layer's scale (explained variance, correlations, ranks).
+
+# %%
+def mean_activity(model, n_faces=8):
+    """Mean absolute response of each studied layer to the first LFW faces."""
+    chips = model.chips(lfw.images[:n_faces], lfw.landmarks[:n_faces])
+    means = {}
+    hooks = [model.get_submodule(layer).register_forward_hook(
+        lambda m, i, out, layer=layer: means.__setitem__(layer, out.abs().mean().item())
+    ) for layer in model.analysis_layers()]
+    model.descriptors(chips)
+    for hook in hooks:
+        hook.remove()
+    return [f"{means[layer]:.2g}" for layer in model.analysis_layers()]
+
+
+activity = pd.DataFrame({
+    (name, label): pd.Series(mean_activity(model))
+    for name in NETWORK_NAMES
+    for label, model in (("trained", networks[name]), ("untrained", controls[name]))})
+activity.fillna("").rename(index=lambda i: f"layer {i + 1}")
