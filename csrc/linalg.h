@@ -1,10 +1,11 @@
 // Batched least squares shared by the CPU and CUDA kernels of lstsq_batched.
 //
 // Written with batched ATen calls on float64 tensors, so that one implementation serves
-// both devices: the CPU kernel calls solve_batch on one problem per task (the problem's
+// both devices: the CPU kernel calls solve_one on one problem per task (the problem's
 // data stays in the core's cache, its BLAS/LAPACK calls run single-threaded inside the
-// parallel region), the CUDA kernel calls it on a whole chunk of problems, where
-// cuBLAS/cuSOLVER run the batched products and factorizations.
+// parallel region, the choice of method is made on host scalars), the CUDA kernel calls
+// solve_batch on a whole chunk of problems, where cuBLAS/cuSOLVER run the batched
+// products and factorizations and the problems of each method are gathered by masks.
 //
 // Every problem starts with the Cholesky factor R of its Gram matrix A^T A (+ ridge I),
 // and a condition estimate read from R picks the cheapest method whose forward error
@@ -31,6 +32,7 @@
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <vector>
 
 #include "checks.h"
 
@@ -95,6 +97,72 @@ inline at::Tensor cond_estimate(const at::Tensor& r) {
   const auto diag = d.amax(-1) / d.amin(-1);
   const auto cond = at::maximum(power, diag);
   return at::where(at::isfinite(cond), cond, at::full_like(cond, INFINITY));
+}
+
+// The same estimate for one factor R (p, p) in host memory, written as loops: at
+// O(p^2) the ATen calls of cond_estimate would cost more in dispatch than in arithmetic.
+inline double cond_estimate_host(const at::Tensor& r2d) {
+  const auto R = r2d.accessor<double, 2>();
+  const int64_t p = r2d.size(0);
+  std::vector<double> v(p), t(p);
+  auto normalise = [&](std::vector<double>& x) {
+    double s = 0.0;
+    for (double e : x) s += e * e;
+    s = std::sqrt(s);
+    for (double& e : x) e /= s;
+    return s;
+  };
+  auto start = [&]() {
+    for (int64_t i = 0; i < p; ++i) v[i] = std::sin(static_cast<double>(i + 1));
+    normalise(v);
+  };
+  auto gram_times = [&]() {  // v <- R^T R v, returns |R^T R v|
+    for (int64_t i = 0; i < p; ++i) {
+      double s = 0.0;
+      for (int64_t j = i; j < p; ++j) s += R[i][j] * v[j];
+      t[i] = s;
+    }
+    for (int64_t j = 0; j < p; ++j) {
+      double s = 0.0;
+      for (int64_t i = 0; i <= j; ++i) s += R[i][j] * t[i];
+      v[j] = s;
+    }
+    return normalise(v);
+  };
+  auto inverse_gram_times = [&]() {  // v <- (R^T R)^-1 v, returns its norm
+    for (int64_t i = 0; i < p; ++i) {  // R^T t = v
+      double s = v[i];
+      for (int64_t j = 0; j < i; ++j) s -= R[j][i] * t[j];
+      t[i] = s / R[i][i];
+    }
+    for (int64_t i = p - 1; i >= 0; --i) {  // R v = t
+      double s = t[i];
+      for (int64_t j = i + 1; j < p; ++j) s -= R[i][j] * v[j];
+      v[i] = s / R[i][i];
+    }
+    return normalise(v);
+  };
+  start();
+  gram_times();
+  const double norm_sq = gram_times();
+  start();
+  inverse_gram_times();
+  const double inv_norm_sq = inverse_gram_times();
+  double lo = INFINITY, hi = 0.0;
+  for (int64_t i = 0; i < p; ++i) {
+    lo = std::min(lo, std::abs(R[i][i]));
+    hi = std::max(hi, std::abs(R[i][i]));
+  }
+  const double cond = std::max(std::sqrt(norm_sq * inv_norm_sq), hi / lo);
+  return std::isfinite(cond) ? cond : INFINITY;
+}
+
+// The path a problem's condition estimate asks for (before any fallback).
+inline Path path_for(double cond, int64_t p, int64_t k) {
+  if (cond <= kNormalEquationsCond) return kNormalEquations;
+  if (cond <= kRefinementCond && refinement_is_cheaper(p, k)) return kRefined;
+  if (cond <= kCholeskyQR2Cond) return kCholeskyQR2;
+  return kHouseholder;
 }
 
 // NaN/Inf in A reach A^T A (an Inf meets its own square, 0 * Inf is NaN), so the Gram
@@ -263,6 +331,43 @@ inline Solution solve_batch(const at::Tensor& A, const at::Tensor& B, const at::
     g->put(x, svd_solve(g->take(A), g->take(B), g->take(ridge)));
   }
   return {x, path};
+}
+
+// solve_batch for one problem in host memory, A (1, n, p), B (1, n, k), ridge (1,), with
+// the control flow on host scalars: the CPU kernel's case, where the ATen calls that
+// would choose and gather paths cost as much as a small problem's arithmetic. Also
+// solves n < p per problem: by SVD without ridge, by the paths above with it.
+inline std::pair<at::Tensor, Path> solve_one(const at::Tensor& A, const at::Tensor& B,
+                                             const at::Tensor& ridge) {
+  const int64_t n = A.size(1), p = A.size(2), k = B.size(2);
+  const auto opts = A.options();
+  if (p == 0 || k == 0) return {at::zeros({1, p, k}, opts), kNormalEquations};
+  const double ridge_value = ridge.item<double>();
+  if (n < p && ridge_value == 0) {
+    if (!all_finite(A) || !all_finite(B)) return {nan_solution(1, p, k, opts), kNonFinite};
+    return {svd_solve(A, B, ridge), kSvd};
+  }
+  auto gram = gram_matrix(A);
+  if (ridge_value > 0) gram.diagonal(0, -2, -1).add_(ridge_value);
+  const double* g = gram.const_data_ptr<double>();
+  for (int64_t i = 0; i < p * p; ++i) {
+    if (!std::isfinite(g[i])) return {nan_solution(1, p, k, opts), kNonFinite};
+  }
+  auto [r, info] = at::linalg_cholesky_ex(gram, /*upper=*/true);
+  const double cond = info.item<int>() == 0 ? cond_estimate_host(r.select(0, 0)) : INFINITY;
+  const Path path = path_for(cond, p, k);
+  if (path == kNormalEquations) return {normal_solve(A, B, r), path};
+  if (path == kRefined) return {refined_solve(A, B, ridge, r), path};
+  if (path == kCholeskyQR2) {
+    auto [x, failed] = cholesky_qr2_solve(A, B, ridge, r);
+    if (!failed.item<bool>()) return {x, path};
+  }
+  auto [x, rf] = householder_solve(A, B, ridge);
+  const double rank_cond = kRankGuard / (kEps * static_cast<double>(std::max(n, p)));
+  if (ridge_value == 0 && cond_estimate_host(rf.select(0, 0)) >= rank_cond) {
+    return {svd_solve(A, B, ridge), kSvd};
+  }
+  return {x, kHouseholder};
 }
 
 }  // namespace facelin::linalg

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["QUICK_ARGUMENTS", "machine", "run_benchmarks", "markdown_table", "plot_ratios",
+__all__ = ["QUICK_ARGUMENTS", "machine", "environment", "run_benchmarks", "markdown_table", "plot_ratios",
            "plot_column", "gram_memory_gib"]
 
 # Small sizes for each script: "--quick" where the script has it, else its own arguments.
@@ -46,6 +46,19 @@ def machine() -> str:
     if torch.cuda.is_available():
         text += f"; GPU: {torch.cuda.get_device_name()}"
     return text
+
+
+def environment(device=None) -> dict:
+    """The conditions of a measurement: CPU model, logical CPUs, torch version and
+    threads, the OpenMP wait policy, the 1/5/15-minute load average now (other work on
+    the machine) and the GPU when ``device`` is a CUDA device."""
+    info = dict(machine=machine(), cpu=machine().split(",")[0], logical_cpus=os.cpu_count(),
+                torch=torch.__version__, threads=torch.get_num_threads(),
+                omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", ""),
+                load_average=[round(x, 2) for x in os.getloadavg()])
+    if device is not None and torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
 
 
 def run_benchmarks(folder, out_dir, names=None, timeout=600) -> dict:

@@ -39,9 +39,9 @@ std::tuple<at::Tensor, at::Tensor> lstsq_batched_cpu(const at::Tensor& A, const 
   parallel_tasks(b, [&](int64_t i) {
     const auto a = A.select(0, i).unsqueeze(0).to(at::kDouble);
     const auto rhs = B.select(0, i).unsqueeze(0).to(at::kDouble);
-    const auto sol = linalg::solve_batch(a, rhs, ridge.narrow(0, i, 1));
-    out.select(0, i).copy_(sol.x.squeeze(0));
-    path_ptr[i] = sol.path.item<int64_t>();
+    const auto [x, which] = linalg::solve_one(a, rhs, ridge.narrow(0, i, 1));
+    out.select(0, i).copy_(x.squeeze(0));
+    path_ptr[i] = which;
   });
   return {out, path};
 }
