@@ -348,10 +348,12 @@ def main():
     by_condition(table, device, repeats)
     points = sweep(device, repeats, quick)
     ops_vs_composition(table, device, repeats, quick)
-    shared_design(table, device, repeats, 10_000 if quick else 100_000)
+    shared_design(table, device, repeats, 10_000 if quick else 20_000)
     subsets(table, device, repeats, *((1024, 100, 100, 20) if quick else (4096, 1000, 200, 50)))
     for p in (50, 512):
-        ridge_cv(table, device, repeats, p, 256 if quick else 4096, args.himalaya_numpy)
+        # himalaya takes seconds per fit: at most 3 rounds.
+        ridge_cv(table, device, min(repeats, 3), p, 256 if quick else 1024,
+                 args.himalaya_numpy)
     env = environment(device)
     env["load_average_before"] = env_before["load_average"]
     table.print(f"facelin.linalg benchmark ({'quick' if quick else 'full'} sizes, float64, "
