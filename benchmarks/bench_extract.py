@@ -25,7 +25,8 @@ over ``--faces`` chips (2,000) in its own fresh process, the process's peak resi
 size (``getrusage`` ru_maxrss) minus its resident set size just before the method starts
 (model, chips and indices already in memory). Also reported: the share of a record pass
 spent inside the gather op (each call timed), which a change of load cannot skew between
-methods. Every method's response
+methods, and the gather op against its plain-PyTorch composition (indexing each captured
+layer output into the matrix) on one batch, with one copy of the chosen units as floor. Every method's response
 matrix is checked equal, element for element, to record's.
 
     python benchmarks/bench_extract.py [--faces 2000] [--units 10000] [--batch 64]
@@ -246,7 +247,47 @@ def time_methods(faces, total_units, batch, rounds):
             start = time.perf_counter()
             run(model, chips, request, batch)
             seconds[method].append(time.perf_counter() - start)
-    return seconds, gather_share(model, chips, units, batch)
+    ops = gather_vs_indexing(model, chips, units, batch, max(rounds, 5) * 4)
+    return seconds, gather_share(model, chips, units, batch), ops
+
+
+def gather_vs_indexing(model, chips, units, batch, rounds):
+    """The compiled gather op against its plain-PyTorch composition, on one batch of
+    every requested layer's output (captured once): seconds of each round for the op,
+    for indexing ``values[:, cols] = out.flatten(1)[:, index]``, and for the floor, one
+    copy of the batch's chosen units into the matrix; and whether op and indexing agree."""
+    probe = extract.record(model, chips[:1], units, progress=False)
+    indices = flat_indices(model, probe.units, probe.layers)
+    captured = {}
+    hooks = [model.get_submodule(name).register_forward_hook(
+        lambda m, i, out, name=name: captured.__setitem__(name, out.clone()))
+        for name in units]
+    with torch.inference_mode():
+        model(chips[:batch])
+    for h in hooks:
+        h.remove()
+    values = torch.empty(min(batch, len(chips)), probe.values.shape[1],
+                         dtype=probe.values.dtype)
+    expected = values.clone()
+
+    def op():
+        for name, out in captured.items():
+            _ops.gather_units(out, indices[name], "none", values, 0, probe.layers[name].start)
+
+    def composition():
+        for name, out in captured.items():
+            expected[:, probe.layers[name]] = out.flatten(1)[:, indices[name]]
+
+    fns = {"op": op, "composition": composition, "floor": lambda: values.copy_(expected)}
+    seconds = {key: [] for key in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            seconds[key].append(time.perf_counter() - start)
+    op()
+    composition()
+    return seconds, bool(torch.equal(values, expected))
 
 
 def gather_share(model, chips, units, batch):
@@ -307,7 +348,8 @@ def main():
             rows[method]["equal_to_record"] = bool(
                 np.array_equal(np.load(rows[method]["path"]), reference))
     env_before = [round(x, 2) for x in os.getloadavg()]
-    seconds, share = time_methods(time_faces, args.units, args.batch, rounds)
+    seconds, share, (op_seconds, op_equal) = time_methods(time_faces, args.units, args.batch,
+                                                          rounds)
 
     table = []
     for method, label in METHODS.items():
@@ -342,13 +384,29 @@ def main():
               f"{row['seconds']:>8.3f} {row['seconds_max']:>7.3f} {row['x_floor']:>7.3f} "
               f"{row['ratio_to_forward']:>6.3f} {row['peak_mb']:>8.1f} {equal:>8}")
     print(f"time inside the gather op: {share:.1%} of a record pass")
+    op_labels = {"op": "gather_units op (compiled)",
+                 "composition": "values[:, cols] = out.flatten(1)[:, index] (torch)",
+                 "floor": "floor: one copy of the batch's chosen units"}
+    op_rows = [{"method": label, "key": key, "seconds": float(np.median(op_seconds[key])),
+                "seconds_min": min(op_seconds[key]), "seconds_max": max(op_seconds[key]),
+                "x_floor": min(op_seconds[key]) / min(op_seconds["floor"])}
+               for key, label in op_labels.items()]
+    op_rows[0]["speedup"] = min(op_seconds["composition"]) / min(op_seconds["op"])
+    op_rows[0]["equal_to_composition"] = op_equal
+    print(f"\nthe gather op against its composition: one batch of {args.batch} outputs of "
+          f"every requested layer, {len(op_seconds['op'])} rounds")
+    for row in op_rows:
+        print(f"{row['method']:<52} min {row['seconds_min']:.5f}  median {row['seconds']:.5f}"
+              f"  max {row['seconds_max']:.5f}  x floor {row['x_floor']:.3g}")
+    print(f"op speed-up over the composition: {op_rows[0]['speedup']:.3g}x, equal: {op_equal}")
     if args.json:
         with open(args.json, "w") as out:
             json.dump({"benchmark": "extract_record", "machine": machine(),
                        "environment": env, "faces": faces,
                        "time_faces": time_faces, "batch": args.batch, "rounds": rounds,
                        "memory": "peak RSS (getrusage) minus RSS before the method, fresh "
-                       "process per method", "rows": table}, out, indent=2)
+                       "process per method", "rows": table, "op_rows": op_rows}, out,
+                      indent=2)
 
 
 if __name__ == "__main__":

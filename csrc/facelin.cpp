@@ -31,6 +31,9 @@ TORCH_LIBRARY(facelin, m) {
   // A (b, n, p), B (b, n, k) in one float dtype, ridge (b,) float64 -> x (b, p, k) in B's
   // dtype and path (b,) int64: the method that solved each problem (csrc/linalg.h, Path).
   m.def("lstsq_batched(Tensor A, Tensor B, Tensor ridge) -> (Tensor, Tensor)");
+  // The same solve with the CUDA kernel's algorithm (whole batch, paths chosen by masks),
+  // on the CPU: lets the tests check that algorithm where no GPU is.
+  m.def("lstsq_batched_masked(Tensor A, Tensor B, Tensor ridge) -> (Tensor, Tensor)");
   // M (n, r), Z (r, k), Y (n, k), gains (a, r), row_scale (a, n) or (0, 0) -> (a, k):
   // sum_i ((Y - M diag(gains[a]) Z) * row_scale[a])^2, every alpha of a ridge path.
   m.def("ridge_path_sse(Tensor M, Tensor Z, Tensor Y, Tensor gains, Tensor row_scale) -> Tensor");

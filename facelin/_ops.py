@@ -126,9 +126,11 @@ def lstsq_batched(A: torch.Tensor, B: torch.Tensor,
     chosen from a condition estimate read off the Cholesky factor of its Gram matrix:
     normal equations up to cond 16, one step of corrected semi-normal equations (few
     right-hand sides) or CholeskyQR2 (many) up to 1e5, CholeskyQR2 up to 2e7, Householder
-    QR beyond; unridged problems that are rank-deficient to gelsd's rule, and all problems
-    with n < p unless every one is ridged, get the minimum-norm SVD solution. Problems
-    whose Gram matrix holds NaN/Inf are not solved: every solution is NaN.
+    QR beyond; unridged problems that are rank-deficient to gelsd's rule, and unridged
+    problems with n < p, get the minimum-norm SVD solution (on CUDA a chunk with n < p
+    goes wholly to the SVD unless every problem is ridged; the SVD applies the ridge).
+    Problems whose Gram matrix holds NaN/Inf are not solved: every solution is NaN (the
+    CPU kernel marks only those problems, the CUDA kernel the whole chunk).
     """
     _check_tensors("lstsq_batched", A=A, B=B, ridge=ridge)
     return library().lstsq_batched(A, B, ridge)
@@ -226,6 +228,10 @@ def _register_fakes() -> None:
         torch._check(A.dim() == 3 and B.dim() == 3 and A.shape[:2] == B.shape[:2])
         return (B.new_empty((A.shape[0], A.shape[2], B.shape[2])),
                 A.new_empty((A.shape[0],), dtype=torch.int64))
+
+    @torch.library.register_fake("facelin::lstsq_batched_masked")
+    def _lstsq_batched_masked_fake(A, B, ridge):
+        return _lstsq_batched_fake(A, B, ridge)
 
     @torch.library.register_fake("facelin::ridge_path_sse")
     def _ridge_path_sse_fake(M, Z, Y, gains, row_scale):

@@ -22,9 +22,9 @@ __all__ = ["QUICK_ARGUMENTS", "machine", "environment", "run_benchmarks", "markd
            "plot_scaling"]
 
 # Small sizes for each script: "--quick" where the script has it, else its own arguments.
-# None: the script takes minutes even in its quick sizes (the least-squares benchmark times
-# himalaya's numpy backend); its table is read from benchmarks/results/<name>.json, written
-# by `python benchmarks/<script> --quick --json benchmarks/results/<name>.json`.
+# None: the script takes minutes (the least-squares benchmark times himalaya and a sweep
+# over sizes); its table is read from benchmarks/results/<name>.json, written by
+# `python benchmarks/<script> --json benchmarks/results/<name>.json`.
 QUICK_ARGUMENTS = {
     "bench_extract.py": ["--quick"],
     "bench_linalg.py": None,

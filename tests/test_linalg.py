@@ -129,6 +129,24 @@ def test_each_path_is_taken_where_its_estimate_says(cond, k, expected):
     assert rel_err(x[0], x_true[0]) < 50 * cond * EPS
 
 
+def test_cuda_algorithm_on_the_cpu_matches_the_cpu_kernel():
+    # lstsq_batched_masked runs the CUDA kernel's batched algorithm (paths chosen by
+    # masks over the whole batch) on the CPU: same paths, same solutions.
+    conds = (1.0, 1e3, 1e6, 1e9, 1e3)
+    a = torch.stack([with_condition(300, 20, c, i) if c > 1 else randn(300, 20, seed=i)
+                     for i, c in enumerate(conds)])
+    a[4, :, 5] = a[4, :, 2]  # rank-deficient
+    for k, ridge in [(3, [0.0] * 5), (40, [0.0] * 5), (3, [0.0, 1e-3, 0.0, 1e-2, 0.0])]:
+        b = randn(5, 300, k, seed=k)
+        r = torch.tensor(ridge, dtype=F64)
+        x, path = _ops.lstsq_batched(a, b, r)
+        xm, path_m = _ops.library().lstsq_batched_masked(a, b, r)
+        assert path_m.tolist() == path.tolist()
+        for i in range(5):
+            assert rel_err(xm[i], x[i]) < 1e-9
+    assert len(set(path.tolist())) >= 3
+
+
 def test_mixed_conditioning_in_one_batch():
     a = torch.stack([with_condition(200, 10, c, 7) for c in (1.5, 1e3, 1e7)])
     x_true = randn(3, 10, 2, seed=8)
@@ -452,6 +470,8 @@ def op_samples():
     a, b = randn(30, 4, seed=36), randn(30, 3, seed=37)
     return [
         (_ops.library().lstsq_batched.default,
+         (randn(2, 30, 4, seed=38), randn(2, 30, 3, seed=39), torch.tensor([0.0, 1.0], dtype=F64))),
+        (_ops.library().lstsq_batched_masked.default,
          (randn(2, 30, 4, seed=38), randn(2, 30, 3, seed=39), torch.tensor([0.0, 1.0], dtype=F64))),
         (_ops.library().ridge_path_sse.default,
          (a, randn(4, 5, seed=40), randn(30, 5, seed=41), randn(3, 4, seed=42).abs(),

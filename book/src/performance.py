@@ -8,9 +8,8 @@
 # measure, as ratios measured side by side in one run.
 #
 # The scripts run here in their **quick sizes** (small inputs: 128 faces instead of
-# 2,000 for the recording benchmark, 32 chips for the descriptor benchmark, the
-# least-squares benchmark's `--quick` workloads), so that this page executes in about
-# two minutes on two cores. The least-squares benchmark takes minutes (it times himalaya
+# 2,000 for the recording benchmark, 32 chips for the descriptor benchmark), so that
+# this page executes in a few minutes on two cores. The least-squares benchmark takes minutes (it times himalaya
 # and a sweep over sizes), so its tables are the ones recorded in
 # `benchmarks/results/bench_linalg.json`, with the machine and its load average at the
 # time. Their default sizes are the ones quoted in the text; run, for example,
@@ -68,6 +67,16 @@ display(Markdown(performance.markdown_table(
 extract_rows = {row["key"]: row for row in tables["bench_extract"]["rows"]}
 print(f"time inside the gather op: {extract_rows['record']['gather_share']:.2%} of a "
       f"record pass")
+
+# %% [markdown]
+# The gather op against its plain-PyTorch composition, on one batch of the captured
+# outputs of every requested layer: indexing the chosen units of each output into the
+# matrix (floor: one copy of the batch's chosen units into it).
+
+# %%
+display(Markdown(performance.markdown_table(
+    {"rows": tables["bench_extract"]["op_rows"]},
+    ["method", "seconds_min", "seconds", "seconds_max", "x_floor", "speedup"])))
 
 # %% tags=["nbval-check-output"]
 print("units recorded:", extract_rows["record"]["units"])

@@ -46,6 +46,15 @@ std::tuple<at::Tensor, at::Tensor> lstsq_batched_cpu(const at::Tensor& A, const 
   return {out, path};
 }
 
+// The CUDA kernel's algorithm on the CPU, for the tests: solve_batch on the whole batch.
+std::tuple<at::Tensor, at::Tensor> lstsq_batched_masked_cpu(const at::Tensor& A,
+                                                            const at::Tensor& B,
+                                                            const at::Tensor& ridge) {
+  check_lstsq_batched_args(A, B, ridge);
+  const auto sol = linalg::solve_batch(A.to(at::kDouble), B.to(at::kDouble), ridge);
+  return {sol.x.to(B.scalar_type()), sol.path};
+}
+
 // Fused over one block of targets at a time: one product of M with the block's
 // coefficients at every alpha side by side, then the squared residuals, all in cache;
 // nothing of size alphas x n x k exists.
@@ -97,5 +106,6 @@ at::Tensor ridge_path_sse_cpu(const at::Tensor& M, const at::Tensor& Z, const at
 
 TORCH_LIBRARY_IMPL(facelin, CPU, m) {
   m.impl("lstsq_batched", &facelin::lstsq_batched_cpu);
+  m.impl("lstsq_batched_masked", &facelin::lstsq_batched_masked_cpu);
   m.impl("ridge_path_sse", &facelin::ridge_path_sse_cpu);
 }

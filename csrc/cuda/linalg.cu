@@ -96,5 +96,7 @@ at::Tensor ridge_path_sse_cuda(const at::Tensor& M, const at::Tensor& Z, const a
 
 TORCH_LIBRARY_IMPL(facelin, CUDA, m) {
   m.impl("lstsq_batched", &facelin::lstsq_batched_cuda);
+  // On CUDA the two are one algorithm.
+  m.impl("lstsq_batched_masked", &facelin::lstsq_batched_cuda);
   m.impl("ridge_path_sse", &facelin::ridge_path_sse_cuda);
 }
