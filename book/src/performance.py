@@ -138,6 +138,16 @@ print("control, the normal equations in plain PyTorch: accurate at each cond:",
       [v["accurate"] for v in performance.condition_verdicts(linalg_table, "composition")])
 
 # %% [markdown]
+# What the verdicts rest on: a well-conditioned problem needs only the Gram matrices and
+# one Cholesky factor, so it runs at the floor. From cond 16 on, an error within a small
+# multiple of Householder QR's needs a second pass over the data: CholeskyQR2 forms
+# Q1 = A R^-1 and the products Q1^T [Q1 B], about twice the floor's arithmetic when
+# there are as many right-hand sides as columns (the correction step of the
+# semi-normal equations, taken with few right-hand sides, costs B - A x and A^T r, the
+# same order). Beyond cond 2e7 the Householder QR costs what `torch.linalg.lstsq`'s
+# pivoted QR costs. The normal equations alone stay at the floor but lose accuracy as
+# cond^2, which the control shows.
+#
 # ## Time against size
 #
 # The same comparison around that workload, one size at a time (n rows, p columns, the
