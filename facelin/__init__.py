@@ -2,9 +2,9 @@
 
 An executable reproduction of Sun, Dong & Hu (2019), "Face representation by deep
 learning: a linear encoding in a parameter space?" (arXiv:1910.09768), with a compiled
-C++/CUDA core for activation gathering and batched least squares. The compiled core is
-loaded when one of its ops is first called: ``import facelin`` works without it, and that
-first call says how to build it.
+C++/CUDA core for activation gathering and batched least squares. ``import facelin``
+works without the compiled core; the first call of one of its ops then says how to
+build it.
 """
 from ._ops import cuda_built
 

@@ -1,15 +1,16 @@
 """The one module that touches ``torch.ops.facelin``.
 
 Loading ``facelin._C`` registers the compiled ops with PyTorch's dispatcher. It is loaded
-on first use, so that ``import facelin`` works without the compiled core; the first call
-of a compiled op then raises ImportError with the command that builds it. Every op gets a
+when this module is imported if it is built; ``import facelin`` also works without it,
+and the first call of a compiled op then raises ImportError with the command that
+builds it. Every op gets a
 Python wrapper here with a docstring, argument checks that give clear messages, and a fake
 (meta) implementation so that it also traces under ``torch.compile``.
 
 Compiled ops: ``gather_units`` (activation gathering), ``gather_gram`` (sub-matrices of a
 Gram matrix), ``lstsq_batched`` (independent least-squares problems) and
 ``ridge_path_sse`` (ridge-path residuals). ``subset_solve`` is plain PyTorch around
-``gather_gram``: a compiled version was no faster (see benchmarks/bench_linalg.py).
+``gather_gram``: a compiled version was no faster (measured against this composition).
 """
 import math
 
@@ -237,3 +238,11 @@ def _register_fakes() -> None:
     def _ridge_path_sse_fake(M, Z, Y, gains, row_scale):
         torch._check(gains.dim() == 2 and Z.dim() == 2)
         return Z.new_empty((gains.shape[0], Z.shape[1]))
+
+
+# Load the core now when it is built, so that torch.ops.facelin.* resolve for every caller;
+# without it, importing still works and the first compiled op raises the build command.
+try:
+    library()
+except ImportError:
+    pass
