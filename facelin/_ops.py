@@ -10,7 +10,8 @@ Python wrapper here with a docstring, argument checks that give clear messages, 
 Compiled ops: ``gather_units`` (activation gathering), ``gather_gram`` (sub-matrices of a
 Gram matrix), ``lstsq_batched`` (independent least-squares problems) and
 ``ridge_path_sse`` (ridge-path residuals). ``subset_solve`` is plain PyTorch around
-``gather_gram``: a compiled version was no faster (measured against this composition).
+``gather_gram``: a compiled version (gather, Cholesky and solve per thread) measured
+within about 10% of this composition, not enough to keep a second copy per device.
 """
 import math
 
