@@ -235,6 +235,8 @@ def plot_scaling(table):
             ax.plot(sizes, [pt[f"{key}_min"] for pt in points], style, label=label, ms=4)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks(sizes, [str(size) for size in sizes], fontsize=7)
+        ax.minorticks_off()
         ax.set_xlabel(labels.get(name, name))
         ax.set_title(f"varying {labels.get(name, name)}", fontsize=9)
     axes[0][0].set_ylabel("best seconds")
