@@ -72,8 +72,8 @@ _INPLACE_BINARY = {
     "Sub": torch.Tensor.sub_, "Mul": torch.Tensor.mul_, "RealDiv": torch.Tensor.div_,
     "Maximum": lambda x, y: torch.maximum(x, y, out=x),
     "Minimum": lambda x, y: torch.minimum(x, y, out=x)}
-_INPLACE_SCALAR = {"Maximum": torch.Tensor.clamp_min_,
-                   "Minimum": torch.Tensor.clamp_max_, "Mul": torch.Tensor.mul_, "Add": torch.Tensor.add_,
+_INPLACE_SCALAR = {"Maximum": torch.Tensor.clamp_min_, "Minimum": torch.Tensor.clamp_max_,
+                   "Mul": torch.Tensor.mul_, "Add": torch.Tensor.add_,
                    "AddV2": torch.Tensor.add_, "BiasAdd": torch.Tensor.add_}
 _COMMUTATIVE = ("Add", "AddV2", "BiasAdd", "Mul", "Maximum", "Minimum")
 _UNARY = {**_ACTIVATIONS, "Abs": torch.abs, "Square": torch.square,
@@ -226,7 +226,7 @@ class _Op(nn.Module):
         return f"{self.op} {self.node_name!r}"
 
 
-class _Elementwise(_Op):
+class Elementwise(_Op):
     """A unary op, or a binary op with at most one constant operand (``constant``, in
     TF's layout, at position ``constant_position``)."""
 
@@ -288,7 +288,7 @@ class _Elementwise(_Op):
             self.function(x, constant)
 
 
-class _Convolution(_Op):
+class Convolution(_Op):
     """Conv2D / DepthwiseConv2dNative and their fused forms (bias add, then an
     activation): ``weight`` in PyTorch's layout (out, in / groups, kh, kw)."""
 
@@ -336,7 +336,7 @@ class _Convolution(_Op):
         return self.activation(y)
 
 
-class _Dense(_Op):
+class Dense(_Op):
     """MatMul / _FusedMatMul: ``weight`` (out, in) as F.linear takes it."""
 
     def __init__(self, node, inputs, kernel, extra):
@@ -352,7 +352,7 @@ class _Dense(_Op):
         return self.activation(F.linear(x, self.weight, self.bias))
 
 
-class _PRelu(nn.Module):
+class PRelu(nn.Module):
     def __init__(self, slopes):
         super().__init__()
         self.register_buffer("slopes", torch.from_numpy(np.array(slopes)))
@@ -384,7 +384,7 @@ def _fused(node, extra, where):
     if name in _ACTIVATIONS:
         return bias, _Function(_ACTIVATIONS[name])
     if name == "Prelu":
-        return bias, _PRelu(extra[0])
+        return bias, PRelu(extra[0])
     if name == "LeakyRelu":
         alpha = _attr(node, "leakyrelu_alpha", 0.2)
         return bias, _Function(lambda x: F.leaky_relu(x, alpha))
@@ -592,29 +592,29 @@ def _build_op(node, inputs, where):
         if len(computed) != 1 or not isinstance(inputs[1], np.ndarray):
             raise TFJSFormatError(f"{where}: expected one computed input and constant "
                                   "filters")
-        return _Convolution(node, computed, inputs[1], inputs[2:],
+        return Convolution(node, computed, inputs[1], inputs[2:],
                             depthwise="Depthwise" in op)
     if op in ("MatMul", "_FusedMatMul"):
         if len(computed) != 1 or not isinstance(inputs[1], np.ndarray):
             raise TFJSFormatError(f"{where}: expected one computed input and a "
                                   "constant kernel")
-        return _Dense(node, computed, inputs[1], inputs[2:])
+        return Dense(node, computed, inputs[1], inputs[2:])
     if op in _UNARY:
-        return _Elementwise(node, computed, _UNARY[op])
+        return Elementwise(node, computed, _UNARY[op])
     if op in _BINARY:
         if len(inputs) != 2 or not computed:
             raise TFJSFormatError(
                 f"{where}: expected two operands, at least one computed")
         if const:
             position = 0 if isinstance(inputs[0], np.ndarray) else 1
-            return _Elementwise(node, computed, _BINARY[op], const[0], position)
-        return _Elementwise(node, computed, _BINARY[op])
+            return Elementwise(node, computed, _BINARY[op], const[0], position)
+        return Elementwise(node, computed, _BINARY[op])
     if op == "Prelu":
-        module = _Elementwise(node, computed, _PRelu(const[0]))
+        module = Elementwise(node, computed, PRelu(const[0]))
         return module
     if op == "LeakyRelu":
         alpha = _attr(node, "alpha", 0.2)
-        return _Elementwise(node, computed, lambda x: F.leaky_relu(x, alpha))
+        return Elementwise(node, computed, lambda x: F.leaky_relu(x, alpha))
     if op in ("Pad", "PadV2"):
         return _Pad(node, computed, const[0], const[1] if len(const) > 1 else 0.0)
     if op in ("Mean", "Sum"):
@@ -630,7 +630,7 @@ def _build_op(node, inputs, where):
                           f"{', '.join(SUPPORTED_OPS)})")
 
 
-def _load_graph(path, output=None, cls=TFJSGraph, **kwargs):
+def load_graph(path, output=None, cls=TFJSGraph, **kwargs):
     """Parse ``path`` and build ``cls(ops, input, output, input_shape, source,
     **kwargs)``."""
     path = Path(path)
@@ -729,7 +729,7 @@ def read_tfjs_graph(path, output: str | None = None) -> TFJSGraph:
         for a malformed file, a missing or truncated weight file, or an unsupported op
         (naming the op and its node).
     """
-    return _load_graph(path, output).eval().requires_grad_(False)
+    return load_graph(path, output).eval().requires_grad_(False)
 
 
 def tfjs_reference(path, inputs, nodes) -> dict:
