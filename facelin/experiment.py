@@ -1,9 +1,9 @@
 """Stimuli and recorded responses shared by the book's claim chapters, cached on disk.
 
 Each claim chapter needs the same ingredients: Chang & Tsao's stimuli (faces drawn in the
-face space and cut as dlib chips) and the responses of dlib's network, its untrained twin
+face space and cut as dlib chips) and the responses of each face CNN, its untrained twin
 and a pixel control to them. Computing them takes a minute or two, so they are cached
-under :func:`facelin.facespace.cache_dir` in files whose names hash everything that
+under :func:`facelin.cache.cache_dir` in files whose names hash everything that
 produced them (face space, number of faces, seed, network, layers, units, format
 version): a chapter run on its own computes what it lacks, and the next one reuses it.
 """
@@ -12,16 +12,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from . import __version__
-from .facespace import FaceSpace, cache_dir, default_space
+from . import __version__, cache
+from .facespace import FaceSpace, default_space
 
 CACHE_FORMAT = 2
 # The face CNNs the chapters study, each with its untrained control (pretrained=False);
@@ -33,17 +31,15 @@ def _cached(kind: str, key: dict, compute: Callable[[], dict]) -> dict:
     """``compute()``'s tensors, saved once under a name that hashes ``key``."""
     text = json.dumps({"kind": kind, "format": CACHE_FORMAT, "facelin": __version__, **key},
                       sort_keys=True, default=str)
-    path = cache_dir() / f"{kind}-{hashlib.sha1(text.encode()).hexdigest()[:16]}.pt"
+    path = cache.path(kind, cache.key(text, length=16), ".pt")
     if path.is_file():
         try:
             return torch.load(path, weights_only=True)
         except Exception:  # a damaged entry (an interrupted write elsewhere) is recomputed
             pass
     value = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(value, temporary)
-    os.replace(temporary, path)
+    with cache.atomic_write(path) as temporary:
+        torch.save(value, temporary)
     return value
 
 
