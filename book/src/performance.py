@@ -9,10 +9,10 @@
 #
 # The scripts run here in their **quick sizes** (small inputs: 128 faces instead of
 # 2,000 for the recording benchmark, 32 chips for the descriptor benchmark), so that
-# this page executes in a few minutes on two cores. The least-squares benchmark takes minutes (it times himalaya
-# and a sweep over sizes), so its tables are the ones recorded in
-# `benchmarks/results/bench_linalg.json`, with the machine and its load average at the
-# time. Their default sizes are the ones quoted in the text; run, for example,
+# this page executes in a few minutes on two cores. The least-squares benchmark takes
+# minutes (it times himalaya and a sweep over sizes), so its tables are those recorded
+# in `benchmarks/results/bench_linalg.json`, with the machine and its load average at
+# the time. Their default sizes are the ones quoted in the text; run, for example,
 # `python benchmarks/bench_extract.py` for the full table. Absolute times depend on the
 # machine and on whatever else it is doing, so the ratios matter more than the seconds.
 # Every row gives the best (min), median and worst (max) time over its repeats, and
@@ -45,8 +45,9 @@ for name, table in tables.items():
 # `facelin.extract.record` puts a forward hook on every layer asked for; the hook hands
 # the layer's output, where it lies, to the compiled op `gather_units`, which writes the
 # chosen units straight into the batch's rows of one preallocated response matrix. The
-# usual way (thingsvision, Net2Brain and brain-score's model tools work like this) clones
-# every layer's whole output, copies it to the host, concatenates the batches and indexes
+# usual way (thingsvision, Net2Brain and brain-score's model tools work like this)
+# clones every layer's whole output, copies it to the host, concatenates the batches and
+# indexes
 # the units at the end; torchvision's `create_feature_extractor` instead traces a
 # sub-graph that returns the layers, which still materialises every whole layer each
 # batch. The fair baseline does what `record` does in plain PyTorch: hooks that index
@@ -98,7 +99,8 @@ print("baselines equal to record, element for element:",
 
 # %%
 fig = performance.plot_column(tables["bench_extract"], "peak_mb",
-                              "peak memory growth during the pass, MB (log scale)", log=True)
+                              "peak memory growth during the pass, MB (log scale)",
+                              log=True)
 plt.show()
 
 # %% [markdown]
@@ -126,16 +128,17 @@ plt.show()
 # %%
 linalg_table = tables["bench_linalg"]
 env = linalg_table["environment"]
-print(f"recorded on {env['machine']}; load average {env['load_average_before']} before, "
-      f"{env['load_average']} after; {linalg_table['repeats']} repeats")
+print(f"recorded on {env['machine']}; load average {env['load_average_before']} "
+      f"before, {env['load_average']} after; {linalg_table['repeats']} repeats")
 display(Markdown(performance.markdown_table(
     {"rows": performance.condition_rows(linalg_table)})))
 
 # %%
 for verdict in performance.condition_verdicts(linalg_table):
     print(verdict)
+control = performance.condition_verdicts(linalg_table, "composition")
 print("control, the normal equations in plain PyTorch: accurate at each cond:",
-      [v["accurate"] for v in performance.condition_verdicts(linalg_table, "composition")])
+      [v["accurate"] for v in control])
 
 # %% [markdown]
 # What the verdicts rest on: a well-conditioned problem needs only the Gram matrices and
@@ -172,7 +175,8 @@ plt.show()
 
 # %%
 display(Markdown(performance.markdown_table(
-    {"rows": [row for row in linalg_table["rows"] if row.get("section") in ("ops", "api")]},
+    {"rows": [row for row in linalg_table["rows"]
+              if row.get("section") in ("ops", "api")]},
     ["item", "method", "seconds_min", "seconds_median", "seconds_max", "x_floor",
      "speedup", "accuracy"])))
 
@@ -202,7 +206,8 @@ for name, table in tables.items():
 # %%
 faces_per_second = extract_rows["record"]["faces"] / extract_rows["record"]["seconds"]
 for faces in (2_000, 10_000, 100_000):
-    print(f"{faces:>7,} faces: about {faces / faces_per_second / 60:5.1f} min to record, "
+    minutes = faces / faces_per_second / 60
+    print(f"{faces:>7,} faces: about {minutes:5.1f} min to record, "
           f"{4 * faces * 10_384 / 2**30:5.2f} GiB for 10,384 float32 responses")
 
 # %% [markdown]
@@ -216,5 +221,6 @@ for faces in (2_000, 10_000, 100_000):
 
 # %% tags=["nbval-check-output"]
 for units in (1_000, 10_000, 50_000):
-    print(f"{units:>6,} units: Gram matrix {performance.gram_memory_gib(units):7.2f} GiB, "
-          f"encoder statistics {8 * units * 50 / 2**20:7.2f} MiB, for any number of faces")
+    gram = performance.gram_memory_gib(units)
+    print(f"{units:>6,} units: Gram matrix {gram:7.2f} GiB, encoder statistics "
+          f"{8 * units * 50 / 2**20:7.2f} MiB, for any number of faces")
