@@ -20,7 +20,7 @@ from . import __version__, experiment
 from .datasets import Nuisance, identity_set
 from .facespace import FaceSpace, cache_dir
 
-__all__ = ["NuisanceRenders", "nuisance_renders", "record", "IMAGE_NUISANCE"]
+__all__ = ["NuisanceRenders", "nuisance_renders", "record", "detect", "IMAGE_NUISANCE"]
 
 CACHE_FORMAT = 1
 # Image nuisance only: the face's parameters stay fixed, so every render of a face is
@@ -126,3 +126,20 @@ def record(chips, landmarks, layers, network: str = "dlib-resnet", pretrained: b
     key = {"chips": digest.hexdigest()[:20], "network": network, "pretrained": pretrained,
            "layers": list(layers), "units": units_per_layer, "seed": seed}
     return _cached("claim1-responses", key, compute)
+
+
+def detect(chips, upsample: int = 1):
+    """dlib's HOG face detector and 68-point predictor on chips (N, 3, S, S) uint8:
+    ``(found (N,) bool, landmarks (found.sum(), 68, 2))`` for the chips where it finds a
+    face."""
+    from .faces import FaceNotFoundError, landmarks
+
+    images = torch.as_tensor(chips).permute(0, 2, 3, 1).contiguous().numpy()
+    found = np.ones(len(images), dtype=bool)
+    try:
+        points = landmarks(images, upsample=upsample)
+    except FaceNotFoundError as missing:
+        found[list(missing.indices)] = False
+        points = landmarks(images[found], upsample=upsample) if found.any() else \
+            np.zeros((0, 68, 2))
+    return found, points
