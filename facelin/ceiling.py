@@ -31,10 +31,10 @@ __all__ = ["CeilingResult", "encoding_ceiling", "ceiling_ratio", "KERNEL_ALPHAS"
            "BANDWIDTHS"]
 
 # Penalties relative to the mean eigenvalue of the features' Gram matrix.
-KERNEL_ALPHAS = tuple(np.logspace(-4, 4, 9).tolist())
+KERNEL_ALPHAS = tuple(np.logspace(-3, 1, 7).tolist())
 LINEAR_ALPHAS = tuple(np.logspace(-3, 5, 17).tolist())
 # RBF gamma as multiples of 1 / (median squared distance between standardised faces).
-BANDWIDTHS = (0.1, 0.3, 1.0)
+BANDWIDTHS = (0.03, 0.1, 0.3, 1.0)
 
 
 @dataclass
@@ -59,7 +59,7 @@ def _nystroem(z: np.ndarray, gamma: float, n_centres: int, seed: int) -> torch.T
     return torch.from_numpy(features.astype(np.float64))
 
 
-def encoding_ceiling(params, responses, folds: int = 5, n_centres: int = 400,
+def encoding_ceiling(params, responses, folds: int = 5, n_centres: int = 1000,
                      bandwidths: Sequence[float] = BANDWIDTHS,
                      kernel_alphas: Sequence[float] = KERNEL_ALPHAS,
                      linear_alphas: Sequence[float] = LINEAR_ALPHAS,

@@ -23,7 +23,8 @@ def planted():
 
 def test_ceiling_matches_linear_units_and_exceeds_on_tuned_units(planted):
     x, linear, tuned = planted
-    result = ceiling.encoding_ceiling(x, torch.cat([linear, tuned], 1), n_centres=200)
+    result = ceiling.encoding_ceiling(x, torch.cat([linear, tuned], 1), n_centres=200,
+                                      bandwidths=(0.1, 0.3, 1.0))
     assert result.linear_ev.shape == (40,) and result.chosen.shape == (5, 40)
     assert result.models[0] == "linear" and len(result.models) == 4
     # linear units: the planted EV is 0.5 and the reference cannot beat the linear model
