@@ -31,7 +31,7 @@ __all__ = ["CeilingResult", "encoding_ceiling", "ceiling_ratio", "KERNEL_ALPHAS"
            "BANDWIDTHS"]
 
 # Penalties relative to the mean eigenvalue of the features' Gram matrix.
-KERNEL_ALPHAS = tuple(np.logspace(-3, 1, 7).tolist())
+KERNEL_ALPHAS = tuple(np.logspace(-3, 1, 5).tolist())
 LINEAR_ALPHAS = tuple(np.logspace(-3, 5, 17).tolist())
 # RBF gamma as multiples of 1 / (median squared distance between standardised faces).
 BANDWIDTHS = (0.03, 0.1, 0.3, 1.0)

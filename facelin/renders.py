@@ -132,14 +132,10 @@ def detect(chips, upsample: int = 1):
     """dlib's HOG face detector and 68-point predictor on chips (N, 3, S, S) uint8:
     ``(found (N,) bool, landmarks (found.sum(), 68, 2))`` for the chips where it finds a
     face."""
-    from .faces import FaceNotFoundError, landmarks
+    from .faces import landmarks
 
     images = torch.as_tensor(chips).permute(0, 2, 3, 1).contiguous().numpy()
-    found = np.ones(len(images), dtype=bool)
-    try:
-        points = landmarks(images, upsample=upsample)
-    except FaceNotFoundError as missing:
-        found[list(missing.indices)] = False
-        points = landmarks(images[found], upsample=upsample) if found.any() else \
-            np.zeros((0, 68, 2))
-    return found, points
+    result = landmarks(images, upsample=upsample, on_missing="skip")
+    found = np.zeros(len(images), dtype=bool)
+    found[result.indices] = True
+    return found, result.points

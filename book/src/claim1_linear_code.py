@@ -55,7 +55,7 @@ from facelin import ceiling, encoding, experiment, faces, findings, renders
 started = time.time()
 N_FACES = 2000  # Chang & Tsao's number of stimuli
 N_NUISANCE_FACES, N_VERSIONS = 300, 4  # new faces, nuisance renders of each
-CEILING_UNITS = 48  # units per layer (sampled) in the nonlinear ceiling
+CEILING_UNITS = 32  # units per layer (sampled) in the nonlinear ceiling
 SUBSET_SIZE, N_SUBSETS = 205, 20  # Chang & Tsao's number of cells; draws per layer
 N_RECONSTRUCTED = 100  # held-out faces rendered from decoded parameters
 CV = 5  # outer folds of every nested cross-validation
@@ -451,9 +451,10 @@ for (net, name), result in headline.items():
 #
 # The 300 new faces are each rendered once clean and four times with nuisance (a
 # multiplicative shading gradient of up to 30%, rotation with SD 5 degrees, scale with
-# SD 5%, shift with SD 3% of the chip, pixel noise with SD 3% of the grey range). The
-# renders go to the networks without realignment, so the pose changes stand for
-# alignment errors of a detector. Two questions per layer:
+# SD 5%, shift with SD 3% of the chip, pixel noise with SD 3% of the grey range). Each
+# network cuts its input from a render with the landmarks of the face's clean render, so
+# no alignment undoes the pose changes: they stand for the alignment errors of a
+# detector. Two questions per layer:
 #
 # - **(a) whose variance is it?** For each unit, the share of its response variance that
 #   lies between faces rather than between renders of one face (the intraclass
@@ -465,12 +466,13 @@ for (net, name), result in headline.items():
 
 # %%
 nuisance_responses = {}
+moved_marks = nuisance.clean_landmarks[nuisance.faces]  # no realignment of the renders
 for net in NETWORKS:
     for trained in (True, False):
         name = "trained" if trained else "untrained"
         for kind, chips, marks in [
                 ("clean", nuisance.clean_chips, nuisance.clean_landmarks),
-                ("nuisance", nuisance.chips, nuisance.landmarks)]:
+                ("nuisance", nuisance.chips, moved_marks)]:
             nuisance_responses[(net, name, kind)] = renders.record(
                 chips, marks, layers[net], net, pretrained=trained)
 pixel_clean = pixel_map.transform(nuisance.clean_chips)
