@@ -1,4 +1,5 @@
 """The nonlinear ceiling of the linear encoder, on units whose answer is planted."""
+
 import numpy as np
 import pytest
 import torch
@@ -14,25 +15,34 @@ def planted():
     n, d = 800, 8
     x = torch.randn(n, d, generator=g, dtype=torch.float64)
     signal = x @ torch.randn(d, 20, generator=g, dtype=torch.float64)
-    linear = signal + signal.std(0) * torch.randn(n, 20, generator=g, dtype=torch.float64)
+    linear = signal + signal.std(0) * torch.randn(
+        n, 20, generator=g, dtype=torch.float64
+    )
     centres = torch.randn(20, d, generator=g, dtype=torch.float64)
     bump = torch.exp(-((x[:, None, :] - centres[None]) ** 2).sum(-1) / 8)
-    tuned = bump + 0.2 * bump.std(0) * torch.randn(n, 20, generator=g, dtype=torch.float64)
+    tuned = bump + 0.2 * bump.std(0) * torch.randn(
+        n, 20, generator=g, dtype=torch.float64
+    )
     return x, linear, tuned
 
 
 def test_ceiling_matches_linear_units_and_exceeds_on_tuned_units(planted):
     x, linear, tuned = planted
-    result = ceiling.encoding_ceiling(x, torch.cat([linear, tuned], 1), n_centres=200,
-                                      bandwidths=(0.1, 0.3, 1.0))
+    result = ceiling.encoding_ceiling(
+        x, torch.cat([linear, tuned], 1), n_centres=200, bandwidths=(0.1, 0.3, 1.0)
+    )
     assert result.linear_ev.shape == (40,) and result.chosen.shape == (5, 40)
     assert result.models[0] == "linear" and len(result.models) == 4
     # linear units: the planted EV is 0.5 and the reference cannot beat the linear model
     assert abs(result.linear_ev[:20].mean() - 0.5) < 0.05
-    ratio, low, high = ceiling.ceiling_ratio(result.linear_ev[:20], result.reference_ev[:20])
+    ratio, low, high = ceiling.ceiling_ratio(
+        result.linear_ev[:20], result.reference_ev[:20]
+    )
     assert low <= ratio <= high and abs(ratio - 1) < 0.03
     # tuned units: the reference explains far more than the linear model
-    ratio, low, high = ceiling.ceiling_ratio(result.linear_ev[20:], result.reference_ev[20:])
+    ratio, low, high = ceiling.ceiling_ratio(
+        result.linear_ev[20:], result.reference_ev[20:]
+    )
     assert high < 0.75
     assert (result.chosen[:, 20:] > 0).mean() > 0.9
 
