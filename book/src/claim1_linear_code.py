@@ -42,6 +42,7 @@
 
 # %%
 import time
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -49,7 +50,10 @@ import pandas as pd
 import seaborn as sns
 import torch
 from scipy.spatial.distance import cdist, pdist
+from tqdm import TqdmWarning
 
+# the recorder imports tqdm.auto, which warns where Jupyter has no widgets (bars are off)
+warnings.filterwarnings("ignore", category=TqdmWarning)
 from facelin import ceiling, encoding, experiment, faces, findings, renders
 
 started = time.time()
@@ -220,12 +224,13 @@ print(f"pixel PCs: {ev_summary(pixel_encoding)}, variance-weighted {weighted:.3g
 # The reference model chooses per unit, inside the training folds, between the linear
 # model and RBF kernel ridge regressions on the standardised parameters (1,000 Nystroem
 # centres, four bandwidths relative to the median distance between faces, the penalty by
-# leave-one-out); it is scored on the same held-out folds as the linear model. (With 400
-# centres the reference explained less: the approximation, not the units, limited it.)
-# One decomposition per bandwidth and fold serves every unit. `CEILING_UNITS` units are
-# sampled from every layer (all of a smaller layer), and as many pixel components. The
-# ratio is the mean linear EV over the mean reference EV of a layer's units, with a 95%
-# bootstrap interval over units.
+# leave-one-out); it is scored on the same held-out folds as the linear model. A
+# reference with fewer centres explains less (the approximation, not the units, then
+# limits it), so the ratio below is an upper bound on how linear the units are. One
+# decomposition per bandwidth and fold serves every unit. 24 units are sampled from
+# every layer (`CEILING_UNITS`), and as many pixel components. The ratio is the mean
+# linear EV over the mean reference EV of a layer's units, with a 95% bootstrap
+# interval over units.
 
 # %%
 gen = torch.Generator().manual_seed(0)
@@ -753,7 +758,13 @@ for (net, kind), value in domain.items():
 # ## Verdict
 #
 # The rule stated at the top, applied per network by `facelin.encoding.claim1_verdict`
-# to the numbers above; the sentences are generated from the same numbers.
+# to the numbers above; the sentences are generated from the same numbers. How to read
+# them: (A) and (B) are the tests Chang & Tsao's analysis applies, sharpened by the
+# ceiling and by the single-layer population; the controls above show how far raw
+# pixels and untrained networks get on them. (C) is the test on which a face code and a
+# smooth function of the image part ways: it asks whether what is decoded belongs to the
+# face or to the picture. A network that meets (A) and (B) but not (C) has a linear code
+# in the shape-appearance space in the sense in which pixels have one.
 
 # %% tags=["nbval-check-output"]
 verdicts, verdict_inputs = {}, {}
