@@ -52,7 +52,7 @@ import torch
 from scipy.spatial.distance import cdist, pdist
 from tqdm import TqdmWarning
 
-# the recorder imports tqdm.auto, which warns where Jupyter has no widgets (bars are off)
+# tqdm.auto (imported by the recorder) warns where Jupyter has no widgets; bars are off
 warnings.filterwarnings("ignore", category=TqdmWarning)
 from facelin import ceiling, encoding, experiment, faces, findings, renders
 
