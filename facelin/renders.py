@@ -140,25 +140,27 @@ def record(
     """Responses of the units :func:`facelin.experiment.population` records (same
     ``units_per_layer`` and ``seed``) of each of ``layers`` to new chips
     (N, 3, 150, 150) uint8 with landmarks (N, 68, 2), in one pass: ``{layer: (N, units)
-    float32}``. Cached under a hash of the chips, the network and the units."""
+    float32}``. Cached under a hash of the chips, of the network's inputs cut from the
+    first two (so a change in how a network cuts its chips is a new entry), of the
+    network and of the units."""
     from . import extract
 
     chips = torch.as_tensor(chips)
     landmarks = np.asarray(landmarks, dtype=np.float64)
     digest = hashlib.sha1(chips.contiguous().numpy().tobytes())
     digest.update(np.ascontiguousarray(landmarks).tobytes())
+    first = experiment.inputs(chips[:2], landmarks[:2], network)
+    digest.update(first.contiguous().numpy().tobytes())
+
+    def batches(size=50):  # a network's float chips, one batch at a time
+        for start in range(0, len(chips), size):
+            stop = start + size
+            yield experiment.inputs(chips[start:stop], landmarks[start:stop], network)
 
     def compute():
         model = experiment.network(network, pretrained)
         spec = _unit_spec(model, layers, units_per_layer)
-        recorded = extract.record(
-            model,
-            experiment.inputs(chips, landmarks, network),
-            spec,
-            batch_size=50,
-            seed=seed,
-            progress=False,
-        )
+        recorded = extract.record(model, batches(), spec, seed=seed, progress=False)
         return {
             name: recorded.values[:, s.start : s.stop].clone()
             for name, s in recorded.layers.items()
