@@ -1,4 +1,5 @@
 """Linear encoding/decoding on planted populations whose answer is known."""
+
 import numpy as np
 import pytest
 import torch
@@ -8,16 +9,18 @@ from facelin import encoding
 
 @pytest.fixture(scope="module")
 def planted():
-    """600 faces in 8 dimensions, 60 units r = W x + b + noise with known SNR per unit."""
+    """600 faces in 8 dimensions, 60 units r = W x + b + noise with known SNR per
+    unit."""
     g = torch.Generator().manual_seed(0)
     n, d, units = 600, 8, 60
-    x = torch.randn(n, d, generator=g, dtype=torch.float64) * torch.linspace(2, 0.5, d,
-                                                                           dtype=torch.float64)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64) * torch.linspace(
+        2, 0.5, d, dtype=torch.float64
+    )
     w = torch.randn(units, d, generator=g, dtype=torch.float64)
     signal = x @ w.T + 3.0
     noise_sd = torch.linspace(0.2, 2.0, units, dtype=torch.float64) * signal.std(0)
     r = signal + noise_sd * torch.randn(n, units, generator=g, dtype=torch.float64)
-    snr_ev = signal.var(0) / (signal.var(0) + noise_sd ** 2)
+    snr_ev = signal.var(0) / (signal.var(0) + noise_sd**2)
     return x, r, w, snr_ev
 
 
@@ -54,7 +57,9 @@ def test_decoder_loo_and_pooled_ev(planted):
 
 def test_decoder_copes_with_rank_deficient_responses(planted):
     x, r, _, _ = planted
-    duplicated = torch.cat([r, r[:, :10], torch.zeros(len(r), 3, dtype=torch.float64)], dim=1)
+    duplicated = torch.cat(
+        [r, r[:, :10], torch.zeros(len(r), 3, dtype=torch.float64)], dim=1
+    )
     dec = encoding.LinearDecoder(alphas=None, cv="loo").fit(duplicated, x)
     ref = encoding.LinearDecoder(alphas=None, cv="loo").fit(r, x)
     assert torch.isfinite(dec.ev_).all()
@@ -74,8 +79,15 @@ def test_identification_accuracy_extremes():
 
 def test_identification_curve_grows_with_units(planted):
     x, r, _, _ = planted
-    curve = encoding.identification_curve(r, x, unit_counts=[2, 8, 60], n_draws=10,
-                                          n_candidates=(2, 20), cv=5, progress=False)
+    curve = encoding.identification_curve(
+        r,
+        x,
+        unit_counts=[2, 8, 60],
+        n_draws=10,
+        n_candidates=(2, 20),
+        cv=5,
+        progress=False,
+    )
     mean = curve.groupby(["n_candidates", "units"]).accuracy.mean()
     assert mean[(2, 2)] < mean[(2, 8)] < mean[(2, 60)]
     assert mean[(20, 60)] > 0.9 and mean[(20, 2)] < 0.6
@@ -102,9 +114,232 @@ def test_layer_summary_separates_signal_from_shuffled(planted):
     assert summary["units"] == r.shape[1]
     assert summary["encoding_ev"] > 0.3 and summary["pooled_ev"] > 0.9
     assert summary["identification_20"] > 0.9
-    null = encoding.layer_summary(x[torch.randperm(len(x))], r, n_shape=4, cv=5,
-                                  n_candidates=(2, 20))
+    null = encoding.layer_summary(
+        x[torch.randperm(len(x))], r, n_shape=4, cv=5, n_candidates=(2, 20)
+    )
     assert null["encoding_ev"] < 0.05 and null["pooled_ev"] < 0.05
     assert null["identification_2"] < 0.6
     with pytest.raises(ValueError, match="no unit varies"):
         encoding.layer_summary(x, torch.zeros(len(x), 3, dtype=torch.float64))
+
+
+# ------------------------------------------------------------------ nested penalty choi
+
+
+def test_explained_variance_is_sklearns_r2(planted):
+    from sklearn.metrics import r2_score
+
+    x, r, _, _ = planted
+    noisy = r + torch.randn(
+        r.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64
+    )
+    np.testing.assert_allclose(
+        encoding.explained_variance(r, noisy).numpy(),
+        r2_score(r.numpy(), noisy.numpy(), multioutput="raw_values"),
+    )
+    with pytest.raises(ValueError, match="constant"):
+        encoding.explained_variance(
+            torch.ones(5, 2, dtype=torch.float64),
+            torch.zeros(5, 2, dtype=torch.float64),
+        )
+
+
+def test_nested_cv_tracks_planted_ev_and_never_scores_a_selecting_row(planted):
+    x, r, _, snr_ev = planted
+    predictions, alphas = encoding.nested_cv_predictions(x, r, folds=5)
+    assert predictions.shape == r.shape and alphas.shape == (5, r.shape[1])
+    ev = encoding.explained_variance(r, predictions)
+    assert (ev - snr_ev).abs().max() < 0.08
+    # Changing the targets of fold 0 must not change the predictions of fold 0: they
+    # come from models fitted (and penalised) on the other folds only.
+    changed = r.clone()
+    changed[:120] = torch.randn(
+        120, r.shape[1], generator=torch.Generator().manual_seed(4), dtype=torch.float64
+    )
+    again, _ = encoding.nested_cv_predictions(x, changed, folds=5)
+    torch.testing.assert_close(again[:120], predictions[:120])
+    encoder = encoding.LinearEncoder(cv=5, nested=True).fit(x, r)
+    torch.testing.assert_close(encoder.ev_, ev)
+    assert encoder.coef_.shape == (x.shape[1], r.shape[1])
+    with pytest.raises(ValueError, match="outer folds"):
+        encoding.LinearEncoder(cv="loo", nested=True)
+    with pytest.raises(ValueError, match="folds"):
+        encoding.nested_cv_predictions(x, r, folds=1)
+
+
+def test_layer_summary_nested_and_plain_agree_on_planted_units(planted):
+    x, r, _, _ = planted
+    plain = encoding.layer_summary(x, r, n_shape=4, cv=5)
+    nested = encoding.layer_summary(x, r, n_shape=4, cv=5, nested=True)
+    for key in ["encoding_ev", "encoding_ev_mean", "encoding_ev_pooled", "pooled_ev"]:
+        assert abs(plain[key] - nested[key]) < 0.02
+    assert nested["encoding_ev_pooled"] > nested["encoding_ev_mean"] - 0.3
+
+
+# ------------------------------------------------------------------ population size
+
+
+def test_subset_decoding_improves_with_units_and_caps_the_size(planted):
+    x, r, _, _ = planted
+    few = encoding.subset_decoding(r, x, 4, n_draws=6, cv=5, n_candidates=(2, 20))
+    many = encoding.subset_decoding(r, x, 40, n_draws=6, cv=5, n_candidates=(2, 20))
+    capped = encoding.subset_decoding(r, x, 500, n_draws=2, cv=5)
+    assert list(few.columns) == [
+        "units",
+        "draw",
+        "mean_ev",
+        "pooled_ev",
+        "identification_2",
+        "identification_20",
+    ]
+    assert len(few) == 6 and (capped.units == r.shape[1]).all()
+    assert many.pooled_ev.median() > few.pooled_ev.median() + 0.2
+    assert many.identification_20.median() > few.identification_20.median()
+    # all units in every draw: the draws are the same decoder
+    assert capped.pooled_ev.nunique() == 1
+
+
+def test_units_for_accuracy_interval_brackets_the_estimate():
+    rng = np.random.default_rng(0)
+    rows = [
+        (units, draw, 50, min(1.0, units / 100 + rng.normal(0, 0.05)))
+        for units in (20, 50, 80, 100)
+        for draw in range(20)
+    ]
+    import pandas as pd
+
+    curve = pd.DataFrame(rows, columns=["units", "draw", "n_candidates", "accuracy"])
+    value, low, high = encoding.units_for_accuracy_interval(curve, 0.6, 50, n_boot=200)
+    assert low <= value <= high and 50 < value < 80
+    never, low, high = encoding.units_for_accuracy_interval(curve, 1.5, 50, n_boot=50)
+    assert np.isnan(never) and np.isnan(high)
+
+
+# ------------------------------------------------------------------ nuisance
+
+
+def test_between_face_share_recovers_planted_variance_components():
+    rng = np.random.default_rng(0)
+    n_faces, per_face = 400, 4
+    faces = np.repeat(np.arange(n_faces), per_face)
+    face_effect = rng.normal(0, 1, (n_faces, 3))[faces] * np.array([1.0, 1.0, 0.0])
+    noise = rng.normal(0, 1, (n_faces * per_face, 3)) * np.array([0.5, 2.0, 1.0])
+    share = encoding.between_face_share(face_effect + noise, faces).numpy()
+    np.testing.assert_allclose(share, [1 / 1.25, 1 / 5, 0.0], atol=0.06)
+    with pytest.raises(ValueError, match="equally often"):
+        encoding.between_face_share(noise[:-1], faces[:-1])
+    with pytest.raises(ValueError, match="one label per row"):
+        encoding.between_face_share(noise, faces[:10])
+
+
+def test_identification_from_distances_extremes_and_ties():
+    rng = np.random.default_rng(1)
+    true = rng.normal(size=(60, 5))
+    exact = np.linalg.norm(true[:, None] - true[None], axis=-1)
+    assert encoding.identification_from_distances(exact, 50) == 1.0
+    random = rng.random((60, 60))
+    chance = encoding.identification_from_distances(random, [2, 10], n_trials=4000)
+    np.testing.assert_allclose(chance, [0.5, 0.1], atol=0.04)
+    assert encoding.identification_from_distances(np.ones((60, 60)), 2) == 0.0
+    # probes grouped by reference: three renders per face
+    probes = np.repeat(true, 3, axis=0) + 0.01
+    targets = np.repeat(np.arange(60), 3)
+    dist = np.linalg.norm(probes[:, None] - true[None], axis=-1)
+    assert encoding.identification_from_distances(dist, 20, targets=targets) == 1.0
+    with pytest.raises(ValueError, match="n_candidates"):
+        encoding.identification_from_distances(exact, 61)
+
+
+def test_bootstrap_keeps_groups_whole_and_intervals_cover():
+    groups = np.repeat(np.arange(30), 4)
+    sizes = encoding.bootstrap_groups(len, groups, n_boot=50)
+    assert (sizes == 120).all()
+    counts = encoding.bootstrap_groups(
+        lambda rows: np.bincount(groups[rows] % 4 == 0).max(), groups, n_boot=50
+    )
+    assert (counts % 4 == 0).all()
+    values = np.random.default_rng(2).normal(3.0, 1.0, 400)
+    median, low, high = encoding.median_interval(values)
+    assert low < median < high and low < 3.0 < high and high - low < 0.4
+
+
+# ------------------------------------------------------------------ other spaces
+
+
+def test_random_tanh_map_is_fixed_bounded_and_nonlinear(planted):
+    x, _, _, _ = planted
+    warped = encoding.random_tanh_map(x.numpy(), out_dims=12, seed=5)
+    assert warped.shape == (len(x), 12) and np.abs(warped).max() < 1
+    np.testing.assert_array_equal(
+        warped, encoding.random_tanh_map(x.numpy(), 12, seed=5)
+    )
+    assert not np.allclose(warped, encoding.random_tanh_map(x.numpy(), 12, seed=6))
+    fit = encoding.LinearEncoder(cv=5).fit(x, torch.from_numpy(warped))
+    linear = encoding.pooled_explained_variance(
+        torch.from_numpy(warped), fit.cv_predictions_
+    )
+    assert 0.2 < linear < 0.95
+
+
+def test_pixel_pca_projects_new_chips():
+    gen = torch.Generator().manual_seed(0)
+    chips = (torch.rand(40, 3, 12, 12, generator=gen) * 255).to(torch.uint8)
+    pca = encoding.PixelPCA(5).fit(chips)
+    scores = pca.transform(chips)
+    assert scores.shape == (40, 5) and scores.dtype == torch.float64
+    np.testing.assert_allclose(scores.mean(0).numpy(), 0, atol=1e-3)
+    assert (scores.var(0)[:-1] >= scores.var(0)[1:] - 1e-6).all()
+    with pytest.raises(ValueError, match="chips"):
+        pca.transform(chips[:, 0])
+    with pytest.raises(RuntimeError, match="fit"):
+        encoding.PixelPCA(3).transform(chips)
+
+
+# ------------------------------------------------------------------ the verdict
+
+FACE_CODE = {"untrained": 0.1, "pixels": 0.05}
+NOT_FACE_CODE = {"untrained": 0.1, "pixels": -0.02}
+
+
+@pytest.mark.parametrize(
+    "ratio, decoding, margins, expected",
+    [
+        (0.9, 0.7, FACE_CODE, "holds"),
+        (
+            0.9,
+            0.7,
+            NOT_FACE_CODE,
+            "partly holds",
+        ),  # linear and decodable, not face-specific
+        (
+            0.5,
+            0.7,
+            FACE_CODE,
+            "partly holds",
+        ),  # face-specific but far below the ceiling
+        (0.5, 0.7, NOT_FACE_CODE, "does not hold"),  # decodable only
+        (0.9, 0.3, FACE_CODE, "does not hold"),  # not decoded
+        (
+            0.8,
+            0.5,
+            {"untrained": 0.0, "pixels": 0.1},
+            "partly holds",
+        ),  # bounds: >=, >=, >
+    ],
+)
+def test_claim1_verdict_outcomes(ratio, decoding, margins, expected):
+    assert encoding.claim1_verdict(ratio, decoding, margins) == expected
+    assert expected in encoding.VERDICTS
+
+
+def test_claim1_verdict_rejects_bad_input_and_states_its_thresholds():
+    with pytest.raises(ValueError, match="finite"):
+        encoding.claim1_verdict(float("nan"), 0.7, FACE_CODE)
+    with pytest.raises(ValueError, match="pixels"):
+        encoding.claim1_verdict(0.9, 0.7, {"untrained": 0.1})
+    rule = encoding.verdict_rule(ceiling_min=0.85, decoding_min=0.6, margin=0.01)
+    assert "0.85" in rule and "0.6" in rule and "0.01" in rule
+    assert (
+        encoding.claim1_verdict(0.84, 0.7, FACE_CODE, ceiling_min=0.85)
+        == "partly holds"
+    )
