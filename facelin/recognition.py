@@ -886,7 +886,8 @@ def recognition_routes(features: IdentityFeatures, fitting: np.ndarray, space,
     - ``CNN``: the trained network's descriptors; ``untrained CNN`` (the control, when
       recorded): the same architecture with random weights;
     - ``pixels (PCA)``: the first ``n_pixel_components`` principal components of the grey
-      chips (the baseline any representation must beat);
+      chips (at most one fewer than the fitting images; the baseline any representation
+      must beat);
     - ``decoded params``: the generating parameters decoded linearly (ridge) from the
       CNN's descriptors;
     - ``fitted params``: the parameters fitted to the image with the condition's
@@ -923,7 +924,8 @@ def recognition_routes(features: IdentityFeatures, fitting: np.ndarray, space,
     decoder = LinearDecoder(cv=10).fit(responses[fit], true[fit])
     encoder_true = LinearEncoder().fit(true[fit], responses[fit])
     encoder_fitted = LinearEncoder().fit(fitted[fit], responses[fit])
-    pca = PCA(n_pixel_components, svd_solver="randomized", random_state=0).fit(
+    n_components = min(n_pixel_components, int(fit.sum()) - 1)  # a small fitting set
+    pca = PCA(n_components, svd_solver="randomized", random_state=0).fit(
         features.pixels[condition][fit])
 
     def numpy(t):
