@@ -34,13 +34,14 @@ __all__ = [
     "all_pairs", "split_identities", "gallery_mask", "Whitener", "metric_table",
     "bootstrap", "claim2_verdict", "distance_agreement", "DescriptorExtractor",
     "LFWResult", "lfw_pairs_protocol", "IdentityFeatures", "identity_features",
-    "recognition_routes", "Comparison", "compare_routes", "nuisance_sweep", "non_inferior",
-    "best_route", "real_face_agreement", "VERDICT_RULE",
+    "recognition_routes", "Comparison", "compare_routes", "nuisance_sweep",
+    "non_inferior", "best_route", "real_face_agreement", "VERDICT_RULE",
 ]
 
 METRICS = ("euclidean", "cosine")
 # every distance a route is scored with: (metric, whitened); the fitting identities pick
-METRIC_OPTIONS = tuple((metric, whitened) for whitened in (False, True) for metric in METRICS)
+METRIC_OPTIONS = tuple((metric, whitened) for whitened in (False, True)
+                       for metric in METRICS)
 FARS = (1e-2, 1e-3)
 STATISTICS = ("rank1", "auc", "eer", "tar@far=0.01", "tar@far=0.001")
 CONDITIONS = ("given", "detected")
@@ -49,7 +50,8 @@ CONDITIONS = ("given", "detected")
 def _as_features(x, name: str) -> np.ndarray:
     x = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
     if x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-d array (images x features), got shape {x.shape}")
+        raise ValueError(f"{name} must be a 2-d array (images x features), got shape "
+                         f"{x.shape}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is empty")
     if not np.isfinite(x).all():
@@ -61,13 +63,15 @@ def _as_features(x, name: str) -> np.ndarray:
 def _as_labels(labels, n: int, name: str) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.shape != (n,):
-        raise ValueError(f"{name} must have one label per row ({n}), got shape {labels.shape}")
+        raise ValueError(f"{name} must have one label per row ({n}), got shape "
+                         f"{labels.shape}")
     return labels
 
 
 def distances(a, b=None, metric: str = "cosine") -> np.ndarray:
     """Pairwise distances (len(a), len(b)) between the rows of ``a`` and ``b`` (``b=a``
-    when omitted): ``cosine`` is 1 - cosine similarity, ``euclidean`` the L2 distance."""
+    when omitted): ``cosine`` is 1 - cosine similarity, ``euclidean`` the L2
+    distance."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     a = _as_features(a, "a")
@@ -81,8 +85,9 @@ def distances(a, b=None, metric: str = "cosine") -> np.ndarray:
 
 @dataclass
 class Identification:
-    """Closed-set identification: ``cmc[k-1]`` is the fraction of probes whose identity is
-    among the ``k`` nearest gallery identities; ``ranks`` each probe's rank (1 = nearest)."""
+    """Closed-set identification: ``cmc[k-1]`` is the fraction of probes whose identity
+    is among the ``k`` nearest gallery identities; ``ranks`` each probe's rank (1 =
+    nearest)."""
 
     cmc: np.ndarray
     n_probes: int
@@ -101,9 +106,10 @@ def identify(gallery, gallery_labels, probes, probe_labels, metric: str = "cosin
              ) -> Identification:
     """Rank-k identification of ``probes`` against a labelled ``gallery``.
 
-    A probe's distance to an identity is its distance to the nearest gallery image of that
-    identity; its rank is one plus the number of other identities at least as close (ties
-    count against the probe). Every probe identity must be in the gallery (closed set).
+    A probe's distance to an identity is its distance to the nearest gallery image of
+    that identity; its rank is one plus the number of other identities at least as close
+    (ties count against the probe). Every probe identity must be in the gallery (closed
+    set).
     """
     gallery = _as_features(gallery, "gallery")
     probes = _as_features(probes, "probes")
@@ -112,40 +118,44 @@ def identify(gallery, gallery_labels, probes, probe_labels, metric: str = "cosin
     identities, gallery_codes = np.unique(gallery_labels, return_inverse=True)
     missing = set(np.unique(probe_labels).tolist()) - set(identities.tolist())
     if missing:
-        raise ValueError(f"probe identities missing from the gallery: {sorted(missing)[:10]}")
+        raise ValueError("probe identities missing from the gallery: "
+                         f"{sorted(missing)[:10]}")
     d = distances(probes, gallery, metric)
     per_identity = np.full((len(probes), len(identities)), np.inf)
     for code in range(len(identities)):
         per_identity[:, code] = d[:, gallery_codes == code].min(axis=1)
     true_code = np.searchsorted(identities, probe_labels)
     true_distance = per_identity[np.arange(len(probes)), true_code]
-    rank = (per_identity <= true_distance[:, None]).sum(1)  # counts the true identity too
+    # counts the true identity too
+    rank = (per_identity <= true_distance[:, None]).sum(1)
     cmc = np.array([(rank <= k).mean() for k in range(1, len(identities) + 1)])
     return Identification(cmc=cmc, n_probes=len(probes), n_identities=len(identities),
                           ranks=rank)
 
 
-def roc_curve(scores, same, sample_weight=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_curve(scores, same, sample_weight=None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC of similarity ``scores`` for pairs labelled ``same`` (True = same identity):
     scikit-learn's ``roc_curve`` with every threshold kept. Returns false-accept rates,
     true-accept rates and thresholds (decreasing)."""
     scores = np.asarray(scores, dtype=np.float64)
     same = np.asarray(same, dtype=bool)
     if scores.shape != same.shape or scores.ndim != 1:
-        raise ValueError(f"scores and same must be 1-d of equal length, got {scores.shape} "
-                         f"and {same.shape}")
+        raise ValueError("scores and same must be 1-d of equal length, got "
+                         f"{scores.shape} and {same.shape}")
     if not np.isfinite(scores).all():
         raise ValueError("scores hold NaN or Inf")
     n_pos, n_neg = int(same.sum()), int((~same).sum())
     if n_pos == 0 or n_neg == 0:
         raise ValueError(f"need both same and different pairs, got {n_pos} and {n_neg}")
-    return skm.roc_curve(same, scores, sample_weight=sample_weight, drop_intermediate=False)
+    return skm.roc_curve(same, scores, sample_weight=sample_weight,
+                         drop_intermediate=False)
 
 
 def _eer(far, tar) -> float:
-    """Equal error rate: where the ROC staircase crosses FAR = 1 - TAR, i.e. the smallest,
-    over ROC points, of the larger of the two error rates (on a staircase the crossing
-    is the corner that minimises it)."""
+    """Equal error rate: where the ROC staircase crosses FAR = 1 - TAR, i.e. the
+    smallest, over ROC points, of the larger of the two error rates (on a staircase the
+    crossing is the corner that minimises it)."""
     return float(np.minimum(np.maximum(far, 1.0 - tar).min(), 1.0))
 
 
@@ -155,7 +165,8 @@ def _tar_at_far(far, tar, target: float) -> float:
 
 
 def verification_metrics(scores, same, fars: Sequence[float] = FARS) -> dict:
-    """AUC, EER and TAR at each of ``fars`` of similarity ``scores`` for pairs ``same``."""
+    """AUC, EER and TAR at each of ``fars`` of similarity ``scores`` for pairs
+    ``same``."""
     far, tar, _ = roc_curve(scores, same)
     out = {"auc": float(skm.auc(far, tar)), "eer": _eer(far, tar)}
     out.update({f"tar@far={f:g}": _tar_at_far(far, tar, f) for f in fars})
@@ -179,7 +190,8 @@ class Verification:
 
 
 def all_pairs(labels) -> tuple[np.ndarray, np.ndarray]:
-    """Every unordered pair of rows (m, 2), and whether its two images share an identity."""
+    """Every unordered pair of rows (m, 2), and whether its two images share an
+    identity."""
     labels = np.asarray(labels)
     i, j = np.triu_indices(len(labels), k=1)
     return np.stack([i, j], axis=1), labels[i] == labels[j]
@@ -216,11 +228,12 @@ def verify(features, labels=None, pairs=None, same=None, metric: str = "cosine",
                         tar_at_far={f: pooled[f"tar@far={f:g}"] for f in fars})
 
 
-# ---------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Fitting and evaluation identities
 
 
-def split_identities(labels, fitting_fraction: float = 0.5, seed: int = 0) -> np.ndarray:
+def split_identities(labels, fitting_fraction: float = 0.5, seed: int = 0
+                     ) -> np.ndarray:
     """True for the rows of the fitting identities, False for the evaluation identities:
     a ``fitting_fraction`` of the identities drawn at random with ``seed``, so that no
     identity is on both sides."""
@@ -228,20 +241,21 @@ def split_identities(labels, fitting_fraction: float = 0.5, seed: int = 0) -> np
     identities = np.unique(labels)
     n_fitting = int(round(fitting_fraction * len(identities)))
     if not 0 < n_fitting < len(identities):
-        raise ValueError(f"fitting_fraction {fitting_fraction} of {len(identities)} identities "
-                         "leaves one side empty")
+        raise ValueError(f"fitting_fraction {fitting_fraction} of {len(identities)} "
+                         "identities leaves one side empty")
     chosen = np.random.default_rng(seed).permutation(identities)[:n_fitting]
     return np.isin(labels, chosen)
 
 
 def gallery_mask(labels) -> np.ndarray:
-    """True for the first image of each identity (the gallery), False for the others (the
-    probes). Every identity needs at least two images."""
+    """True for the first image of each identity (the gallery), False for the others
+    (the probes). Every identity needs at least two images."""
     labels = np.asarray(labels)
     identities, first, counts = np.unique(labels, return_index=True, return_counts=True)
     if (counts < 2).any():
-        raise ValueError(f"identities {identities[counts < 2][:10].tolist()} have a single "
-                         "image: identification needs a gallery image and a probe")
+        raise ValueError(f"identities {identities[counts < 2][:10].tolist()} have a "
+                         "single image: identification needs a gallery image and a "
+                         "probe")
     mask = np.zeros(len(labels), dtype=bool)
     mask[first] = True
     return mask
@@ -250,8 +264,8 @@ def gallery_mask(labels) -> np.ndarray:
 class Whitener:
     """PCA whitening fitted on one set of features and applied to any other: centre by
     the fitted mean, project on the fitted principal axes, divide each by its standard
-    deviation. Axes with variance below ``tolerance`` times the largest are dropped, so a
-    rank-deficient fitting set (more features than images) stays well defined."""
+    deviation. Axes with variance below ``tolerance`` times the largest are dropped, so
+    a rank-deficient fitting set (more features than images) stays well defined."""
 
     def __init__(self, tolerance: float = 1e-10):
         self.tolerance = tolerance
@@ -261,7 +275,8 @@ class Whitener:
         if len(x) < 2:
             raise ValueError("whitening needs at least two rows")
         self.mean_ = x.mean(0)
-        variances, axes = np.linalg.eigh(np.atleast_2d(np.cov(x - self.mean_, rowvar=False)))
+        covariance = np.atleast_2d(np.cov(x - self.mean_, rowvar=False))
+        variances, axes = np.linalg.eigh(covariance)
         keep = variances > self.tolerance * max(variances.max(), 1e-300)
         if not keep.any():
             raise ValueError("features have no variance to whiten")
@@ -277,7 +292,7 @@ class Whitener:
         return (x - self.mean_) @ self.components_
 
 
-# ---------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Bootstrap over identities
 
 
@@ -295,7 +310,8 @@ class _RouteScores:
         labels = _as_labels(labels, len(x), "labels")
         unknown = set(statistics) - set(STATISTICS)
         if unknown:
-            raise ValueError(f"unknown statistics {sorted(unknown)}; known: {STATISTICS}")
+            raise ValueError(f"unknown statistics {sorted(unknown)}; known: "
+                             f"{STATISTICS}")
         self.statistics = tuple(statistics)
         self.identities, first, codes = np.unique(labels, return_index=True,
                                                   return_inverse=True)
@@ -330,7 +346,8 @@ class _RouteScores:
         # the pairs of one pair of identities share a weight: merge them
         bounds = np.unique(np.r_[0, i_ge, i_gt])
         bounds = bounds[bounds < len(i_scores)]
-        self.ge_at, self.gt_at = np.searchsorted(bounds, i_ge), np.searchsorted(bounds, i_gt)
+        self.ge_at = np.searchsorted(bounds, i_ge)
+        self.gt_at = np.searchsorted(bounds, i_gt)
         n = len(self.identities)
         run = np.repeat(np.arange(len(bounds)), np.diff(np.r_[bounds, len(i_scores)]))
         merged, self.i_pairs = np.unique((run * n + i_a) * n + i_b, return_counts=True)
@@ -356,23 +373,25 @@ class _RouteScores:
         faster for 1000 resamples; the tests check that the two agree."""
         out = {}
         probe_weight = counts[self.probe_codes]
-        out["rank1"] = (probe_weight * self.correct[:, None]).sum(0) / probe_weight.sum(0)
+        hits = (probe_weight * self.correct[:, None]).sum(0)
+        out["rank1"] = hits / probe_weight.sum(0)
         if not self.verifies:
             return {s: out[s] for s in self.statistics}
         wg = counts[self.g_codes]  # (genuine pairs, B), by decreasing score
         cum_g = np.cumsum(wg, axis=0)
         total_g = cum_g[-1].astype(np.float64)
         # impostor weight summed between consecutive genuine scores, then accumulated
-        weights = np.multiply(counts[self.i_a] * counts[self.i_b], self.i_pairs[:, None],
-                              dtype=np.int64)
+        weights = np.multiply(counts[self.i_a] * counts[self.i_b],
+                              self.i_pairs[:, None], dtype=np.int64)
         between = np.add.reduceat(weights, self.run_starts, axis=0)
         cum_i = np.concatenate([np.zeros((1, counts.shape[1]), between.dtype),
                                 np.cumsum(between, axis=0)])
         total_i = cum_i[-1].astype(np.float64)
-        ge, gt = cum_i[self.ge_at], cum_i[self.gt_at]  # impostors scoring >=, > each pair
+        # impostors scoring >= and > each genuine pair
+        ge, gt = cum_i[self.ge_at], cum_i[self.gt_at]
         far = ge / total_i
         tar = cum_g[self.g_ge - 1] / total_g
-        below = total_i - (ge + gt) / 2.0  # impostors below each pair, ties counted half
+        below = total_i - (ge + gt) / 2.0  # impostors below, ties counted half
         out["auc"] = (wg * below).sum(0) / (total_g * total_i)
         out["eer"] = np.minimum(np.maximum(far, 1.0 - tar).min(0), 1.0)
         for f in FARS:
@@ -385,15 +404,16 @@ def _identity_counts(n_identities: int, n_resamples: int, seed: int) -> np.ndarr
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n_identities, (n_resamples, n_identities))
     offsets = n_identities * np.arange(n_resamples)[:, None]
-    counts = np.bincount((draws + offsets).ravel(), minlength=n_resamples * n_identities)
-    # int16 keeps the gathers fast; the product of two counts stays below n_identities ** 2
+    counts = np.bincount((draws + offsets).ravel(),
+                         minlength=n_resamples * n_identities)
+    # int16 keeps the gathers fast; a product of two counts is below n_identities ** 2
     dtype = np.int16 if n_identities ** 2 <= np.iinfo(np.int16).max else np.int32
     return np.ascontiguousarray(counts.reshape(n_resamples, n_identities).T, dtype)
 
 
-def bootstrap(routes: dict, labels, reference: str | None = "CNN", n_resamples: int = 1000,
-              level: float = 0.95, seed: int = 0, statistics: Sequence[str] = STATISTICS,
-              chunk: int = 50) -> pd.DataFrame:
+def bootstrap(routes: dict, labels, reference: str | None = "CNN",
+              n_resamples: int = 1000, level: float = 0.95, seed: int = 0,
+              statistics: Sequence[str] = STATISTICS, chunk: int = 50) -> pd.DataFrame:
     """Statistics of several routes on the same evaluation images, with percentile
     intervals from resampling identities, and paired intervals of each route's
     difference from ``reference``.
@@ -414,7 +434,8 @@ def bootstrap(routes: dict, labels, reference: str | None = "CNN", n_resamples: 
     if not routes:
         raise ValueError("give at least one route")
     if reference is not None and reference not in routes:
-        raise ValueError(f"reference {reference!r} is not among the routes {list(routes)}")
+        raise ValueError(f"reference {reference!r} is not among the routes "
+                         f"{list(routes)}")
     if n_resamples < 2 or not 0 < level < 1:
         raise ValueError(f"need n_resamples >= 2 and 0 < level < 1, got {n_resamples}, "
                          f"{level}")
@@ -447,8 +468,11 @@ def bootstrap(routes: dict, labels, reference: str | None = "CNN", n_resamples: 
     return pd.DataFrame(rows).T.infer_objects()
 
 
-# ---------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Every distance for every route, the reported one chosen on the fitting identities
+
+
+TWO = ("rank1", "auc")  # what the choice of distance looks at
 
 
 def _distance_name(metric: str, whitened: bool) -> str:
@@ -456,12 +480,13 @@ def _distance_name(metric: str, whitened: bool) -> str:
 
 
 def metric_table(routes: dict, fitting_labels, evaluation_labels,
-                 options: Sequence[tuple] = METRIC_OPTIONS) -> tuple[pd.DataFrame, dict]:
+                 options: Sequence[tuple] = METRIC_OPTIONS
+                 ) -> tuple[pd.DataFrame, dict]:
     """Rank-1 and AUC of every route with every distance, on the fitting and on the
     evaluation identities, and the distance each route reports.
 
-    routes : name -> (fitting (n_f, d), evaluation (n_e, d)) features; the fitting rows of
-        a linear route should be its cross-validated predictions, so that a choice is
+    routes : name -> (fitting (n_f, d), evaluation (n_e, d)) features; the fitting rows
+        of a linear route should be its cross-validated predictions, so that a choice is
         made on images the map did not see.
     options : (metric, whitened) pairs; whitening (`Whitener`) is fitted on the fitting
         rows. Each route reports the option with the best fitting rank-1 (ties: the
@@ -476,8 +501,8 @@ def metric_table(routes: dict, fitting_labels, evaluation_labels,
     evaluation_labels = np.asarray(evaluation_labels)
     shared = np.intersect1d(fitting_labels, evaluation_labels)
     if len(shared):
-        raise ValueError(f"identities {shared[:10].tolist()} are in both the fitting and "
-                         "the evaluation set")
+        raise ValueError(f"identities {shared[:10].tolist()} are in both the fitting "
+                         "and the evaluation set")
     if not options:
         raise ValueError("give at least one (metric, whitened) option")
     rows, chosen = [], {}
@@ -487,15 +512,15 @@ def metric_table(routes: dict, fitting_labels, evaluation_labels,
         _as_labels(fitting_labels, len(fitting), f"{name}: fitting_labels")
         _as_labels(evaluation_labels, len(evaluation), f"{name}: evaluation_labels")
         if fitting.shape[1] != evaluation.shape[1]:
-            raise ValueError(f"{name}: fitting and evaluation rows have {fitting.shape[1]} "
-                             f"and {evaluation.shape[1]} features")
+            raise ValueError(f"{name}: fitting and evaluation rows have "
+                             f"{fitting.shape[1]} and {evaluation.shape[1]} features")
         whitener = Whitener().fit(fitting) if any(w for _, w in options) else None
         best, route_rows = None, []
         for metric, whitened in options:
             fit_x = whitener.transform(fitting) if whitened else fitting
             ev_x = whitener.transform(evaluation) if whitened else evaluation
-            fit_point = _RouteScores(fit_x, fitting_labels, metric, ("rank1", "auc")).point()
-            ev_point = _RouteScores(ev_x, evaluation_labels, metric, ("rank1", "auc")).point()
+            fit_point = _RouteScores(fit_x, fitting_labels, metric, TWO).point()
+            ev_point = _RouteScores(ev_x, evaluation_labels, metric, TWO).point()
             row = {"route": name, "distance": _distance_name(metric, whitened),
                    "fitting_rank1": fit_point["rank1"], "fitting_auc": fit_point["auc"],
                    "rank1": ev_point["rank1"], "auc": ev_point["auc"], "chosen": False}
@@ -509,14 +534,15 @@ def metric_table(routes: dict, fitting_labels, evaluation_labels,
     return pd.DataFrame(rows), chosen
 
 
-# ---------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # The decision rule
 
 
 VERDICTS = ("holds", "partly holds", "does not hold")
 # routes that start from the image: parameters fitted to it, or responses predicted
 # linearly from those parameters
-IMAGE_ROUTES = ("fitted params", "encoded (fitted-param fit)", "encoded (true-param fit)")
+IMAGE_ROUTES = ("fitted params", "encoded (fitted-param fit)",
+                "encoded (true-param fit)")
 # routes handed the parameters the faces were generated from
 GIVEN_PARAMETER_ROUTES = ("true params", "encoded (true params)")
 # non-inferiority margins: how much worse than the CNN a route may be and still count
@@ -524,8 +550,8 @@ MARGINS = {"rank1": 0.05, "tar@far=0.01": 0.05}
 
 
 VERDICT_RULE = (
-    "A route is non-inferior to the CNN when the upper bound of the 95% paired bootstrap "
-    "interval (over evaluation identities) of CNN minus route is below "
+    "A route is non-inferior to the CNN when the upper bound of the 95% paired "
+    "bootstrap interval (over evaluation identities) of CNN minus route is below "
     + " and ".join(f"{v:g} for {k}" for k, v in MARGINS.items())
     + ". 'holds': a route that starts from the image (" + ", ".join(IMAGE_ROUTES)
     + ") is non-inferior in both landmark conditions (given and detected); 'partly "
@@ -537,7 +563,8 @@ VERDICT_RULE = (
 def non_inferior(table: pd.DataFrame, margins: dict = MARGINS) -> pd.Series:
     """True for each route (row of a :func:`bootstrap` table against the CNN) whose
     paired interval of CNN-minus-route lies below the margin for every statistic in
-    ``margins``: the route is at most that much worse than the CNN, at 95% confidence."""
+    ``margins``: the route is at most that much worse than the CNN, at 95%
+    confidence."""
     missing = [f"{s}_diff_high" for s in margins if f"{s}_diff_high" not in table]
     if missing:
         raise KeyError(f"the table lacks the paired bounds {missing}")
@@ -552,10 +579,10 @@ def claim2_verdict(tables: dict, margins: dict = MARGINS,
     """Claim 2 for one network, from its :func:`bootstrap` tables against the CNN in the
     two landmark conditions (``tables = {"given": ..., "detected": ...}``).
 
-    - "holds": one route that starts from the image (``image_routes``) is non-inferior to
-      the CNN (:func:`non_inferior`) in both conditions;
-    - "partly holds": otherwise, an image route is non-inferior in one condition only, or
-      a route handed the generating parameters (``given_parameter_routes``) is
+    - "holds": one route that starts from the image (``image_routes``) is non-inferior
+      to the CNN (:func:`non_inferior`) in both conditions;
+    - "partly holds": otherwise, an image route is non-inferior in one condition only,
+      or a route handed the generating parameters (``given_parameter_routes``) is
       non-inferior to the CNN with given landmarks;
     - "does not hold": none of these.
 
@@ -567,27 +594,30 @@ def claim2_verdict(tables: dict, margins: dict = MARGINS,
     ok = {}
     for condition in CONDITIONS:
         table = tables[condition]
-        absent = [r for r in (*image_routes, *given_parameter_routes) if r not in table.index]
+        absent = [r for r in (*image_routes, *given_parameter_routes)
+                  if r not in table.index]
         if absent:
             raise KeyError(f"the {condition} table lacks the routes {absent}")
         passed = non_inferior(table, margins)
         ok[condition] = [r for r in passed.index[passed]]
     both = [r for r in image_routes if r in ok["given"] and r in ok["detected"]]
     if both:
-        return VERDICTS[0], f"{both[0]} is within the margins of the CNN in both conditions"
+        return VERDICTS[0], (f"{both[0]} is within the margins of the CNN in both "
+                             "conditions")
     one = [(r, c) for c in CONDITIONS for r in image_routes if r in ok[c]]
     given = [r for r in given_parameter_routes if r in ok["given"]]
     if one:
         route, condition = one[0]
-        return VERDICTS[1], (f"{route} is within the margins of the CNN with {condition} "
-                             "landmarks only")
+        return VERDICTS[1], (f"{route} is within the margins of the CNN with "
+                             f"{condition} landmarks only")
     if given:
-        return VERDICTS[1], (f"only {given[0]} (the generating parameters) comes within the "
-                             "margins of the CNN; no route from the image does")
+        return VERDICTS[1], (f"only {given[0]} (the generating parameters) comes "
+                             "within the margins of the CNN; no route from the image "
+                             "does")
     return VERDICTS[2], "no route comes within the margins of the CNN"
 
 
-# ---------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Agreement of two representations on which faces are alike
 
 
@@ -607,7 +637,8 @@ def distance_agreement(a, b, metric_a: str = "euclidean", metric_b: str = "eucli
     resampling the items (pairs between copies of one item are left out)."""
     a, b = _as_features(a, "a"), _as_features(b, "b")
     if len(a) != len(b) or len(a) < 3:
-        raise ValueError(f"a and b need the same rows, at least 3; got {len(a)} and {len(b)}")
+        raise ValueError(f"a and b need the same rows, at least 3; got {len(a)} and "
+                         f"{len(b)}")
     da, db = distances(a, metric=metric_a), distances(b, metric=metric_b)
     rho = _agreement(da, db, np.arange(len(a)))
     if not n_resamples:
@@ -619,21 +650,22 @@ def distance_agreement(a, b, metric_a: str = "euclidean", metric_b: str = "eucli
     return rho, float(low), float(high)
 
 
-# ---------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Landmarks from one detector pass
 
 
 def _detected_landmarks(images, fallback_boxes) -> tuple[np.ndarray, np.ndarray]:
     """dlib's 68 landmarks ``(N, 68, 2)`` of every image, and the indices where the
-    detector found no face: there the predictor starts from ``fallback_boxes[i]`` ((N, 4)
-    left, top, right, bottom). One detector pass (`facelin.faces.landmarks` reports
-    misses by raising, without the boxes it did find, which would cost a second pass)."""
+    detector found no face: there the predictor starts from ``fallback_boxes[i]``
+    ((N, 4) left, top, right, bottom). One detector pass (`facelin.faces.landmarks`
+    reports misses by raising, without the boxes it did find: a second pass)."""
     from . import faces
 
     images = faces._image_list(images)
     boxes = np.array(fallback_boxes, dtype=np.float64)
     if boxes.shape != (len(images), 4):
-        raise ValueError(f"fallback_boxes: expected shape ({len(images)}, 4), got {boxes.shape}")
+        raise ValueError(f"fallback_boxes: expected shape ({len(images)}, 4), got "
+                         f"{boxes.shape}")
     undetected = []
     for index, image in enumerate(images):
         found = faces._detector()(image, 1)  # upsampled once, as faces.landmarks does
@@ -662,21 +694,21 @@ def _chip_landmarks(landmarks, size: int = 150, padding: float = 0.25) -> np.nda
     return np.einsum("nij,npj->npi", np.linalg.inv(to_image), points - origin[:, None])
 
 
-# ---------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # LFW's standard verification protocol
 
 
 class DescriptorExtractor:
     """An ``extractor`` for :func:`lfw_pairs_protocol`: dlib's detector and 68-point
     predictor place the landmarks, `facelin.faces.face_chips` aligns the face, and
-    ``model`` (e.g. `facelin.experiment.network`) gives the responses of ``layer``. Where
-    the detector finds no face, the predictor is given the central half of the image
-    (LFW's images are centred on the face); ``n_undetected`` counts them."""
+    ``model`` (e.g. `facelin.experiment.network`) gives the responses of ``layer``.
+    Where the detector finds no face, the predictor is given the central half of the
+    image (LFW's images are centred on the face); ``n_undetected`` counts them."""
 
     def __init__(self, model, layer: str = "descriptor", batch_size: int = 50,
                  progress: bool = True):
-        self.model, self.layer, self.batch_size, self.progress = (model, layer, batch_size,
-                                                                 progress)
+        self.model, self.layer = model, layer
+        self.batch_size, self.progress = batch_size, progress
         self.n_undetected = 0
 
     def __call__(self, images) -> np.ndarray:
@@ -720,32 +752,36 @@ def _best_threshold(scores, same) -> float:
 
 
 def lfw_pairs_protocol(root, extractor: Callable, metric: str = "euclidean",
-                       pairs_file: str = "pairs.txt", progress: bool = True) -> LFWResult:
+                       pairs_file: str = "pairs.txt", progress: bool = True
+                       ) -> LFWResult:
     """LFW's 10-fold verification protocol for any feature extractor.
 
-    ``root`` is an LFW folder as :func:`facelin.datasets.load_lfw` reads it (the standard
-    layout or scikit-learn's cache). ``extractor`` maps a list of images ((H, W) or
-    (H, W, 3) uint8 arrays: those the pairs name, in the order of ``LFWResult.paths``) to
-    an (n, d) feature array. For each fold the accept threshold is the one that maximises
-    accuracy on the nine other folds; the reported accuracy is the mean over folds (the
-    figure dlib's 99.38% refers to). Every pair must be usable: a missing pairs file, or
-    a pair naming a missing or unreadable image, raises an error naming it.
+    ``root`` is an LFW folder as :func:`facelin.datasets.load_lfw` reads it (the
+    standard layout or scikit-learn's cache). ``extractor`` maps a list of images
+    ((H, W) or (H, W, 3) uint8 arrays: those the pairs name, in the order of
+    ``LFWResult.paths``) to an (n, d) feature array. For each fold the accept threshold
+    is the one that maximises accuracy on the nine other folds; the reported accuracy is
+    the mean over folds (the figure dlib's 99.38% refers to). Every pair must be usable:
+    a missing pairs file, or a pair naming a missing or unreadable image, raises an
+    error naming it.
     """
     from .datasets import load_lfw
 
     lfw = load_lfw(root, pairs_file=pairs_file, progress=progress)
     if lfw.pairs_file is None:
-        raise FileNotFoundError(f"no {pairs_file} found with the LFW images under {root}")
+        raise FileNotFoundError(f"no {pairs_file} found with the LFW images under "
+                                f"{root}")
     broken = [reason for path, reason in lfw.problems if path == str(lfw.pairs_file)]
     if broken:
-        raise FileNotFoundError(f"{lfw.pairs_file}: {len(broken)} pairs cannot be scored, "
-                                f"e.g. {broken[0]}")
+        raise FileNotFoundError(f"{lfw.pairs_file}: {len(broken)} pairs cannot be "
+                                f"scored, e.g. {broken[0]}")
     used, pairs = np.unique(lfw.pairs, return_inverse=True)
     pairs = pairs.reshape(lfw.pairs.shape)
     features = _as_features(extractor([lfw.faces.images[i] for i in used]),
                             "extractor output")
     if len(features) != len(used):
-        raise ValueError(f"extractor returned {len(features)} rows for {len(used)} images")
+        raise ValueError(f"extractor returned {len(features)} rows for {len(used)} "
+                         "images")
     d = distances(features, metric=metric)
     scores = -d[pairs[:, 0], pairs[:, 1]]
     accuracy = []
@@ -758,7 +794,7 @@ def lfw_pairs_protocol(root, extractor: Callable, metric: str = "euclidean",
                      paths=[lfw.faces.paths[i] for i in used])
 
 
-# ---------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Identity sets under two landmark conditions, recorded once and cached
 
 
@@ -789,17 +825,19 @@ class IdentityFeatures:
 
 
 def identity_features(space, n_identities: int, n_per_identity: int, nuisance=1.0,
-                      seed: int = 0, networks: Sequence[tuple] = (("dlib-resnet", True),),
+                      seed: int = 0,
+                      networks: Sequence[tuple] = (("dlib-resnet", True),),
                       conditions: Sequence[str] = CONDITIONS, margin: int = MARGIN,
                       progress: bool = False) -> IdentityFeatures:
     """Landmarks, fitted parameters, pixels and network descriptors of a
     `facelin.datasets.identity_set`, in each landmark condition.
 
     ``given``: the CNN's chips and the parameter fit both use the generator's exact
-    landmarks. ``detected``: both use the landmarks dlib finds in the rendered image (one
-    detector pass; where it finds no face, the predictor starts from the box of the mean
-    face where the generator centres faces, for every route alike). Each network in
-    ``networks`` ((name, pretrained) pairs) sees ``experiment.inputs`` of the dlib chips.
+    landmarks. ``detected``: both use the landmarks dlib finds in the rendered image
+    (one detector pass; where it finds no face, the predictor starts from the box of the
+    mean face where the generator centres faces, for every route alike). Each network
+    in ``networks`` ((name, pretrained) pairs) sees ``experiment.inputs`` of the dlib
+    chips.
     Everything is cached (`facelin.experiment`) under the set's description, so a set
     is rendered and recorded once.
     """
@@ -814,9 +852,9 @@ def identity_features(space, n_identities: int, n_per_identity: int, nuisance=1.
         raise ValueError(f"conditions must be among {CONDITIONS}, got {conditions}")
     if not isinstance(nuisance, Nuisance):
         nuisance = Nuisance.at(float(nuisance))
-    key = {"space": experiment.space_fingerprint(space), "n_identities": int(n_identities),
-           "n_per_identity": int(n_per_identity), "nuisance": asdict(nuisance),
-           "seed": int(seed), "margin": int(margin)}
+    key = {"space": experiment.space_fingerprint(space),
+           "n_identities": int(n_identities), "n_per_identity": int(n_per_identity),
+           "nuisance": asdict(nuisance), "seed": int(seed), "margin": int(margin)}
     made = {}
 
     def rendered():
@@ -841,9 +879,11 @@ def identity_features(space, n_identities: int, n_per_identity: int, nuisance=1.
                                                      np.tile(box, (len(ids.images), 1)))
         grey = chips(condition, points).mean(1)
         side = grey.shape[-1] // PIXEL_STEP * PIXEL_STEP
-        small = grey[:, :side, :side].reshape(len(grey), side // PIXEL_STEP, PIXEL_STEP,
-                                              side // PIXEL_STEP, PIXEL_STEP).mean((2, 4))
-        return {"labels": torch.from_numpy(ids.labels), "params": torch.from_numpy(ids.params),
+        cells = side // PIXEL_STEP
+        small = grey[:, :side, :side].reshape(len(grey), cells, PIXEL_STEP, cells,
+                                              PIXEL_STEP).mean((2, 4))
+        return {"labels": torch.from_numpy(ids.labels),
+                "params": torch.from_numpy(ids.params),
                 "landmarks": torch.from_numpy(points),
                 "undetected": torch.from_numpy(undetected),
                 "fitted": torch.from_numpy(space.transform(ids.images, points)),
@@ -866,14 +906,17 @@ def identity_features(space, n_identities: int, n_per_identity: int, nuisance=1.
 
             def record():
                 model = experiment.network(name, pretrained)
-                x = experiment.inputs(chips(condition, points), _chip_landmarks(points), name)
-                return {"values": extract.record(model, x, {layer: "all"}, batch_size=50,
-                                                 progress=progress).values}
+                x = experiment.inputs(chips(condition, points), _chip_landmarks(points),
+                                      name)
+                recorded = extract.record(model, x, {layer: "all"}, batch_size=50,
+                                          progress=progress)
+                return {"values": recorded.values}
 
             data = experiment._cached("identity-responses", {
-                **key, "condition": condition, "network": name, "pretrained": bool(pretrained),
-                "layer": layer}, record)
-            out.responses[(name, bool(pretrained), condition)] = data["values"].double().numpy()
+                **key, "condition": condition, "network": name,
+                "pretrained": bool(pretrained), "layer": layer}, record)
+            values = data["values"].double().numpy()
+            out.responses[(name, bool(pretrained), condition)] = values
     return out
 
 
@@ -885,16 +928,16 @@ def recognition_routes(features: IdentityFeatures, fitting: np.ndarray, space,
 
     - ``CNN``: the trained network's descriptors; ``untrained CNN`` (the control, when
       recorded): the same architecture with random weights;
-    - ``pixels (PCA)``: the first ``n_pixel_components`` principal components of the grey
-      chips (at most one fewer than the fitting images; the baseline any representation
-      must beat);
+    - ``pixels (PCA)``: the first ``n_pixel_components`` principal components of the
+      grey chips (at most one fewer than the fitting images; the baseline any
+      representation must beat);
     - ``decoded params``: the generating parameters decoded linearly (ridge) from the
       CNN's descriptors;
     - ``fitted params``: the parameters fitted to the image with the condition's
       landmarks;
     - ``encoded (fitted-param fit)`` / ``encoded (true-param fit)``: the descriptors
-      predicted linearly from the fitted parameters, by an encoder fitted on fitted or on
-      generating parameters;
+      predicted linearly from the fitted parameters, by an encoder fitted on fitted or
+      on generating parameters;
     - ``true params``, ``encoded (true params)``: the generating parameters and the
       descriptors predicted from them, the linear model's best case.
 
@@ -912,8 +955,8 @@ def recognition_routes(features: IdentityFeatures, fitting: np.ndarray, space,
     if fitting.shape != features.labels.shape or fitting.all() or not fitting.any():
         raise ValueError("fitting must mark some, not all, rows of the features")
     if (network, True, condition) not in features.responses:
-        raise KeyError(f"no responses of {network} in the {condition} condition; recorded: "
-                       f"{sorted(features.responses)}")
+        raise KeyError(f"no responses of {network} in the {condition} condition; "
+                       f"recorded: {sorted(features.responses)}")
     fit, ev = fitting, ~fitting
     responses = features.responses[(network, True, condition)]
     true = space.normalize(features.params, reference=features.params[fit])
@@ -954,12 +997,13 @@ def recognition_routes(features: IdentityFeatures, fitting: np.ndarray, space,
 
 @dataclass
 class Comparison:
-    """Every route of one network in one landmark condition on the evaluation identities.
+    """Every route of one network in one landmark condition on the evaluation
+    identities.
 
-    distances : :func:`metric_table` (every route x distance, the reported one chosen on
-        the fitting identities); chosen : route -> (evaluation features as scored, metric,
-        distance name); labels : the evaluation labels; rows : their row indices in the
-        identity set; results : :func:`bootstrap` against the CNN.
+    distances : :func:`metric_table` (every route x distance, the reported one chosen
+        on the fitting identities); chosen : route -> (evaluation features as scored,
+        metric, distance name); labels : the evaluation labels; rows : their row indices
+        in the identity set; results : :func:`bootstrap` against the CNN.
     """
 
     distances: pd.DataFrame
@@ -970,11 +1014,13 @@ class Comparison:
 
     def on(self, keep: np.ndarray, **bootstrap_options) -> pd.DataFrame:
         """:func:`bootstrap` on the evaluation images where ``keep`` (a mask over the
-        identity set's rows) is True; identities left with fewer than two images drop."""
+        identity set's rows) is True; identities left with fewer than two images
+        drop."""
         keep = np.asarray(keep, dtype=bool)[self.rows]
         labels, counts = np.unique(self.labels[keep], return_counts=True)
         keep &= np.isin(self.labels, labels[counts >= 2])
-        routes = {name: (x[keep], metric) for name, (x, metric, _) in self.chosen.items()}
+        routes = {name: (x[keep], metric)
+                  for name, (x, metric, _) in self.chosen.items()}
         return bootstrap(routes, self.labels[keep], **bootstrap_options)
 
 
@@ -982,15 +1028,18 @@ def compare_routes(features: IdentityFeatures, fitting: np.ndarray, space,
                    network: str = "dlib-resnet", condition: str = "given",
                    statistics: Sequence[str] = STATISTICS, n_resamples: int = 1000,
                    seed: int = 0) -> Comparison:
-    """:func:`recognition_routes`, each route's distance chosen on the fitting identities
-    (:func:`metric_table`), and every route scored on the evaluation identities with
-    bootstrap intervals and paired differences from the CNN (:func:`bootstrap`)."""
+    """:func:`recognition_routes`, each route's distance chosen on the fitting
+    identities (:func:`metric_table`), and every route scored on the evaluation
+    identities with bootstrap intervals and paired differences from the CNN
+    (:func:`bootstrap`)."""
     fitting = np.asarray(fitting, dtype=bool)
     routes = recognition_routes(features, fitting, space, network, condition)
-    table, chosen = metric_table(routes, features.labels[fitting], features.labels[~fitting])
+    table, chosen = metric_table(routes, features.labels[fitting],
+                                 features.labels[~fitting])
     labels = features.labels[~fitting]
     results = bootstrap({name: (x, metric) for name, (x, metric, _) in chosen.items()},
-                        labels, n_resamples=n_resamples, seed=seed, statistics=statistics)
+                        labels, n_resamples=n_resamples, seed=seed,
+                        statistics=statistics)
     results.insert(0, "distance", [chosen[name][2] for name in results.index])
     return Comparison(distances=table, chosen=chosen, labels=labels,
                       rows=np.flatnonzero(~fitting), results=results)
@@ -998,8 +1047,9 @@ def compare_routes(features: IdentityFeatures, fitting: np.ndarray, space,
 
 def nuisance_sweep(space, network: str, strengths: Sequence[float], n_identities: int,
                    n_per_identity: int, conditions: Sequence[str] = CONDITIONS,
-                   fitting_fraction: float = 0.5, seed: int = 1, n_resamples: int = 1000,
-                   margin: int = MARGIN, progress: bool = False) -> pd.DataFrame:
+                   fitting_fraction: float = 0.5, seed: int = 1,
+                   n_resamples: int = 1000, margin: int = MARGIN, progress: bool = False
+                   ) -> pd.DataFrame:
     """Rank-1 (with its bootstrap interval over evaluation identities) and AUC of every
     route as the nuisance grows, three ways: image nuisance alone (illumination, pose,
     noise; no parameter jitter), parameter jitter alone, and both (``Nuisance.at``). The
@@ -1026,10 +1076,11 @@ def nuisance_sweep(space, network: str, strengths: Sequence[float], n_identities
             fitting = split_identities(features.labels, fitting_fraction, seed)
             done[nuisance] = []
             for condition in conditions:
-                comparison = compare_routes(features, fitting, space, network, condition,
-                                            statistics=("rank1",), n_resamples=n_resamples,
-                                            seed=seed)
-                auc = comparison.distances[comparison.distances.chosen].set_index("route")
+                comparison = compare_routes(features, fitting, space, network,
+                                            condition, statistics=("rank1",),
+                                            n_resamples=n_resamples, seed=seed)
+                table = comparison.distances
+                auc = table[table.chosen].set_index("route")
                 for route, row in comparison.results.iterrows():
                     done[nuisance].append({
                         "condition": condition, "route": route, "rank1": row["rank1"],
@@ -1037,7 +1088,8 @@ def nuisance_sweep(space, network: str, strengths: Sequence[float], n_identities
                         "auc": auc.loc[route, "auc"], "gallery": row["gallery"],
                         "undetected": len(features.undetected)
                         if condition == "detected" else 0})
-        rows += [{"nuisance": kind, "strength": strength, **row} for row in done[nuisance]]
+        rows += [{"nuisance": kind, "strength": strength, **row}
+                 for row in done[nuisance]]
     return pd.DataFrame(rows)
 
 
@@ -1062,10 +1114,11 @@ def real_face_agreement(space, features: IdentityFeatures, fitting: np.ndarray,
     ``faces`` is a `facelin.datasets.FaceSet` of real photographs (their landmarks from
     dlib). Each face's parameters are fitted from its landmarks and texture, and the
     encoder fitted on the ``fitting`` identities' fitted parameters (``condition``)
-    predicts its descriptor. Returns name -> (rho, low, high), :func:`distance_agreement`
-    with an interval from resampling faces, for the predicted and the fitted-parameter
-    routes against the network's own descriptors, and the same on ``n_synthetic``
-    evaluation images (one per identity) as the reference.
+    predicts its descriptor. Returns name -> (rho, low, high),
+    :func:`distance_agreement` with an interval from resampling faces, for the
+    predicted and the fitted-parameter routes against the network's own descriptors,
+    and the same on ``n_synthetic`` evaluation images (one per identity) as the
+    reference.
     """
     from . import experiment, extract
     from .encoding import LinearEncoder
@@ -1086,7 +1139,8 @@ def real_face_agreement(space, features: IdentityFeatures, fitting: np.ndarray,
                            reference=reference)
     predicted = encoder.predict(real).numpy()
     evaluation = np.flatnonzero(~fitting & gallery_mask(features.labels))[:n_synthetic]
-    synthetic = space.normalize(features.fitted[condition][evaluation], reference=reference)
+    synthetic = space.normalize(features.fitted[condition][evaluation],
+                                reference=reference)
 
     def agreement(a, b, metric_a):
         return distance_agreement(a, b, metric_a, metric, n_resamples=n_resamples,

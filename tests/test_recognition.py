@@ -55,7 +55,8 @@ def test_eer_of_symmetric_overlap():
     # Genuine uniform on [0.5, 1.5], impostor on [0, 1]: EER = 0.25 exactly.
     g = np.linspace(0.5, 1.5, 4001)
     i = np.linspace(0.0, 1.0, 4001)
-    f, t, _ = rec.roc_curve(np.r_[g, i], np.r_[np.ones(4001, bool), np.zeros(4001, bool)])
+    same = np.r_[np.ones(4001, bool), np.zeros(4001, bool)]
+    f, t, _ = rec.roc_curve(np.r_[g, i], same)
     assert rec._eer(f, t) == pytest.approx(0.25, abs=1e-3)
 
 
@@ -72,8 +73,8 @@ def test_identify_rank1_and_cmc():
     result = rec.identify(x[gallery], labels[gallery], x[~gallery], labels[~gallery])
     assert result.rank1 == 1.0 and result.n_identities == 30
     noisy, labels = clustered(spread=3.0)
-    result = rec.identify(noisy[gallery], labels[gallery], noisy[~gallery], labels[~gallery],
-                          metric="euclidean")
+    result = rec.identify(noisy[gallery], labels[gallery], noisy[~gallery],
+                          labels[~gallery], metric="euclidean")
     assert result.rank1 < 0.6
     assert np.all(np.diff(result.cmc) >= 0) and result.cmc[-1] == 1.0
     assert result.rank(5) >= result.rank1
@@ -103,26 +104,28 @@ def test_verify_pools_every_pair():
     assert clean.tar_at_far[1e-3] == pytest.approx(1.0)
 
 
+ONE = {"a": (np.eye(4), "cosine")}
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: rec.verify(np.ones((4, 2)), labels=[0, 0, 1, 1], pairs=[[0, 1]]), "exactly one"),
+        (lambda: rec.verify(np.ones((4, 2)), labels=[0, 0, 1, 1], pairs=[[0, 1]]),
+         "exactly one"),
         (lambda: rec.verify(np.full((4, 2), np.nan), labels=[0, 0, 1, 1]), "NaN"),
         (lambda: rec.verify(np.ones((4, 2)), labels=[0, 1]), "one label per row"),
         (lambda: rec.verify(np.ones(4), labels=[0, 0, 1, 1]), "2-d"),
-        (lambda: rec.identify(np.eye(2), [0, 1], np.eye(2), [0, 2]), "missing from the gallery"),
+        (lambda: rec.identify(np.eye(2), [0, 1], np.eye(2), [0, 2]),
+         "missing from the gallery"),
         (lambda: rec.distances(np.zeros((2, 2)), metric="cosine"), "all-zero"),
         (lambda: rec.distances(np.eye(2), metric="manhattan"), "metric must be"),
         (lambda: rec.roc_curve([1.0, 2.0], [True, True]), "both same and different"),
-        (lambda: rec.bootstrap({"a": (np.eye(4), "cosine")}, [0, 0, 1, 1], reference="b"),
-         "reference"),
-        (lambda: rec.bootstrap({"a": (np.eye(4), "cosine")}, [0, 0, 1, 1], reference=None,
-                               n_resamples=1),
+        (lambda: rec.bootstrap(ONE, [0, 0, 1, 1], reference="b"), "reference"),
+        (lambda: rec.bootstrap(ONE, [0, 0, 1, 1], reference=None, n_resamples=1),
          "n_resamples"),
-        (lambda: rec.bootstrap({"a": (np.eye(4), "cosine")}, [0, 0, 1, 1], reference=None,
+        (lambda: rec.bootstrap(ONE, [0, 0, 1, 1], reference=None,
                                statistics=("rank2",)), "unknown statistics"),
-        (lambda: rec.bootstrap({"a": (np.eye(4), "cosine")}, [0, 1, 2, 2], reference=None),
-         "single image"),
+        (lambda: rec.bootstrap(ONE, [0, 1, 2, 2], reference=None), "single image"),
     ],
 )
 def test_bad_input_is_rejected(call, message):
@@ -139,8 +142,8 @@ def write_lfw_fixture(root, n_people=6, per_person=3, per_class=2, n_folds=10, s
     for k, name in enumerate(people):
         (root / name).mkdir(parents=True)
         for i in range(1, per_person + 1):
-            img = np.full((16, 16, 3), 20 * k + 10, np.uint8) + rng.integers(0, 3, (16, 16, 3),
-                                                                               dtype=np.uint8)
+            img = np.full((16, 16, 3), 20 * k + 10, np.uint8) + rng.integers(
+                0, 3, (16, 16, 3), dtype=np.uint8)
             io.imsave(root / name / f"{name}_{i:04d}.jpg", img, check_contrast=False)
     lines = [f"{n_folds} {per_class}"]
     for _ in range(n_folds):
@@ -182,7 +185,8 @@ def test_descriptor_extractor_falls_back_to_the_image_centre(tmp_path):
     from facelin import experiment
 
     write_lfw_fixture(tmp_path, n_people=3, per_person=2, per_class=1, n_folds=2)
-    extractor = rec.DescriptorExtractor(experiment.network("dlib-resnet"), progress=False)
+    extractor = rec.DescriptorExtractor(experiment.network("dlib-resnet"),
+                                        progress=False)
     result = rec.lfw_pairs_protocol(tmp_path, extractor, progress=False)
     # flat 16x16 squares hold no face: every image went through the fallback box
     assert extractor.n_undetected == len(result.paths) > 0
@@ -225,7 +229,8 @@ def test_whitener_whitens_the_fitting_set_only():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 3)) @ np.array([[3.0, 0, 0], [1, 0.5, 0], [0, 0, 0.1]])
     w = rec.Whitener().fit(x)
-    np.testing.assert_allclose(np.cov(w.transform(x), rowvar=False), np.eye(3), atol=1e-10)
+    np.testing.assert_allclose(np.cov(w.transform(x), rowvar=False), np.eye(3),
+                               atol=1e-10)
     # More features than rows: the null directions are dropped, not inverted.
     wide = rec.Whitener().fit(rng.normal(size=(5, 8)))
     assert wide.transform(rng.normal(size=(2, 8))).shape == (2, 4)
@@ -242,8 +247,8 @@ def test_metric_table_chooses_on_fitting_identities():
     clean = rng.normal(size=(60, 6))[labels] * 0.1 + 0.005 * rng.normal(size=(180, 6))
     x = np.c_[clean, 10 * rng.normal(size=(180, 1))]
     fitting = rec.split_identities(labels, 0.5, seed=0)
-    table, chosen = rec.metric_table({"good": (x[fitting], x[~fitting])}, labels[fitting],
-                                     labels[~fitting])
+    table, chosen = rec.metric_table({"good": (x[fitting], x[~fitting])},
+                                     labels[fitting], labels[~fitting])
     assert len(table) == len(rec.METRIC_OPTIONS) and table.chosen.sum() == 1
     best = table[table.chosen].iloc[0]
     assert "whitened" in best.distance and best.rank1 > 0.8
@@ -251,8 +256,9 @@ def test_metric_table_chooses_on_fitting_identities():
     assert raw.rank1 < 0.3 and raw.auc < best.auc
     features, metric, name = chosen["good"]
     assert name == best.distance and features.shape[0] == (~fitting).sum()
-    assert rec.bootstrap({"good": (features, metric)}, labels[~fitting], reference=None,
-                         n_resamples=10).loc["good", "rank1"] == pytest.approx(best.rank1)
+    scored = rec.bootstrap({"good": (features, metric)}, labels[~fitting],
+                           reference=None, n_resamples=10)
+    assert scored.loc["good", "rank1"] == pytest.approx(best.rank1)
     # Evaluation identities that the choice would prefer otherwise change nothing.
     flipped = x.copy()
     flipped[~fitting, :6] = rng.normal(size=((~fitting).sum(), 6))
@@ -307,7 +313,8 @@ def test_bootstrap_intervals_cover_the_statistic_and_pair_the_routes():
         assert (table[stat] <= table[f"{stat}_high"]).all(), stat
         # the same distances: a paired difference of exactly 0, every resample
         row = table.loc["same, shifted"]
-        assert row[f"{stat}_diff"] == row[f"{stat}_diff_low"] == row[f"{stat}_diff_high"] == 0
+        assert (row[f"{stat}_diff"] == row[f"{stat}_diff_low"]
+                == row[f"{stat}_diff_high"] == 0)
     noisy = table.loc["noisier"]
     assert noisy["auc_diff_low"] > 0 and noisy["rank1_diff_low"] > 0  # clearly worse
     # pairing: the paired interval is narrower than the two marginal ones side by side
@@ -329,7 +336,7 @@ def test_bootstrap_known_answer():
     centres = np.eye(n) * 10
     x = centres[labels].copy()
     easy = np.arange(n) < n // 2
-    for k in np.flatnonzero(~easy):  # the probe of a hard identity sits on its neighbour
+    for k in np.flatnonzero(~easy):  # a hard identity's probe sits on its neighbour
         x[2 * k + 1] = centres[(k + 1) % n] + 0.01 * (np.arange(n) == k)
     table = rec.bootstrap({"CNN": (x, "euclidean")}, labels, n_resamples=2000,
                           statistics=("rank1",))
@@ -339,13 +346,15 @@ def test_bootstrap_known_answer():
     assert row["rank1_low"] == pytest.approx(0.5 - half, abs=0.015)
     assert row["rank1_high"] == pytest.approx(0.5 + half, abs=0.015)
     # perfect verification: every resample is perfect too
-    clean = rec.bootstrap({"CNN": (centres[labels], "euclidean")}, labels, n_resamples=50)
+    clean = rec.bootstrap({"CNN": (centres[labels], "euclidean")}, labels,
+                          n_resamples=50)
     assert clean.loc["CNN", "auc_low"] == clean.loc["CNN", "auc"] == 1.0
     assert clean.loc["CNN", "eer_high"] == 0.0
 
 
 def made_up(differences: dict) -> pd.DataFrame:
-    """A bootstrap-like table: route -> upper bound of CNN minus route, every statistic."""
+    """A bootstrap-like table: route -> upper bound of CNN minus route, every
+    statistic."""
     routes = ("CNN", *rec.IMAGE_ROUTES, *rec.GIVEN_PARAMETER_ROUTES, "decoded params")
     rows = {r: {f"{s}_diff_high": differences.get(r, 0.5) for s in rec.MARGINS}
             for r in routes}
@@ -361,7 +370,7 @@ def made_up(differences: dict) -> pd.DataFrame:
     ({"true params": -0.01}, {"true params": -0.01}, "partly holds"),
     ({"decoded params": 0.0}, {"decoded params": 0.0}, "does not hold"),
     ({}, {}, "does not hold"),
-    ({"fitted params": 0.05}, {"fitted params": 0.05}, "does not hold"),  # strict margin
+    ({"fitted params": 0.05}, {"fitted params": 0.05}, "does not hold"),  # strict
 ])
 def test_claim2_verdict_on_made_up_tables(given, detected, verdict):
     result, reason = rec.claim2_verdict({"given": made_up(given),
@@ -373,7 +382,8 @@ def test_claim2_verdict_needs_every_statistic_within_its_margin():
     given = made_up({"fitted params": 0.0})
     given.loc["fitted params", "tar@far=0.01_diff_high"] = 0.2
     detected = given.copy()
-    assert rec.claim2_verdict({"given": given, "detected": detected})[0] == "does not hold"
+    verdict, _ = rec.claim2_verdict({"given": given, "detected": detected})
+    assert verdict == "does not hold"
     with pytest.raises(KeyError, match="conditions"):
         rec.claim2_verdict({"given": given})
     with pytest.raises(KeyError, match="routes"):
@@ -463,19 +473,23 @@ def small_identity_features(tmp_path_factory):
 def test_identity_features_in_two_landmark_conditions(small_identity_features):
     space, features, again = small_identity_features
     n = 60
-    assert features.labels.shape == (n,) and features.params.shape == (n, space.n_params)
+    assert features.labels.shape == (n,)
+    assert features.params.shape == (n, space.n_params)
     for condition in rec.CONDITIONS:
         assert features.fitted[condition].shape == (n, space.n_params)
         assert features.pixels[condition].shape == (n, 75 * 75)
         for pretrained in (True, False):
-            assert features.responses[("dlib-resnet", pretrained, condition)].shape == (n, 128)
+            key = ("dlib-resnet", pretrained, condition)
+            assert features.responses[key].shape == (n, 128)
         # the second call reads the cache
-        np.testing.assert_array_equal(again.fitted[condition], features.fitted[condition])
-    # with the generator's landmarks the fit recovers the parameters better than with dlib's
+        np.testing.assert_array_equal(again.fitted[condition],
+                                      features.fitted[condition])
+    # the generator's landmarks fit the parameters better than dlib's
     def fit_error(condition):
         return np.abs(features.fitted[condition][:, 0] - features.params[:, 0]).mean()
     assert fit_error("given") < fit_error("detected")
-    assert np.corrcoef(features.fitted["detected"][:, 0], features.params[:, 0])[0, 1] > 0.8
+    r = np.corrcoef(features.fitted["detected"][:, 0], features.params[:, 0])[0, 1]
+    assert r > 0.8
     assert not np.array_equal(features.responses[("dlib-resnet", True, "given")],
                               features.responses[("dlib-resnet", True, "detected")])
 
@@ -494,7 +508,7 @@ def test_compare_routes(small_identity_features):
     assert results.loc["true params", "rank1"] >= results.loc["untrained CNN", "rank1"]
     assert results.loc["CNN", "auc"] > 0.9 and results.loc["CNN", "rank1_diff"] == 0
     keep = np.ones(len(features.labels), bool)
-    keep[comparison.rows[:3]] = False  # the first identity loses two of its three images
+    keep[comparison.rows[:3]] = False  # the first evaluation identity loses its images
     subset = comparison.on(keep, n_resamples=20)
     assert subset.loc["CNN", "gallery"] == 9
     tables = {c: rec.compare_routes(features, fitting, space, "dlib-resnet", c,
