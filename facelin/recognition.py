@@ -651,30 +651,24 @@ def distance_agreement(a, b, metric_a: str = "euclidean", metric_b: str = "eucli
 
 
 # --------------------------------------------------------------------------------------
-# Landmarks from one detector pass
+# Landmarks
 
 
-def _detected_landmarks(images, fallback_boxes) -> tuple[np.ndarray, np.ndarray]:
-    """dlib's 68 landmarks ``(N, 68, 2)`` of every image, and the indices where the
-    detector found no face: there the predictor starts from ``fallback_boxes[i]``
-    ((N, 4) left, top, right, bottom). One detector pass (`facelin.faces.landmarks`
-    reports misses by raising, without the boxes it did find: a second pass)."""
-    from . import faces
+def _detected_landmarks(images, fallback_box) -> tuple[np.ndarray, np.ndarray]:
+    """dlib's 68 landmarks ``(N, 68, 2)`` of every image from one detector pass, and the
+    indices where the detector found no face: there the predictor starts from
+    ``fallback_box`` ((4,) left, top, right, bottom) instead."""
+    from .faces import landmarks
 
-    images = faces._image_list(images)
-    boxes = np.array(fallback_boxes, dtype=np.float64)
-    if boxes.shape != (len(images), 4):
-        raise ValueError(f"fallback_boxes: expected shape ({len(images)}, 4), got "
-                         f"{boxes.shape}")
-    undetected = []
-    for index, image in enumerate(images):
-        found = faces._detector()(image, 1)  # upsampled once, as faces.landmarks does
-        if len(found):
-            rect = max(found, key=lambda r: r.width() * r.height())
-            boxes[index] = [rect.left(), rect.top(), rect.right(), rect.bottom()]
-        else:
-            undetected.append(index)
-    return faces.landmarks(images, boxes=boxes), np.asarray(undetected, dtype=np.int64)
+    found = landmarks(images, on_missing="skip")
+    points = np.empty((len(images), 68, 2))
+    points[found.indices] = found.points
+    if len(found.missing):
+        boxes = np.tile(np.asarray(fallback_box, dtype=np.float64),
+                        (len(found.missing), 1))
+        points[found.missing] = landmarks([images[i] for i in found.missing],
+                                          boxes=boxes)
+    return points, found.missing
 
 
 def _chip_landmarks(landmarks, size: int = 150, padding: float = 0.25) -> np.ndarray:
@@ -713,15 +707,13 @@ class DescriptorExtractor:
 
     def __call__(self, images) -> np.ndarray:
         from . import extract
-        from .faces import face_chips
+        from .faces import face_chips, landmarks
 
         images = [image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
                   for image in images]
-        boxes = np.array([[w / 4, h / 4, 3 * w / 4, 3 * h / 4] for h, w in
-                          (image.shape[:2] for image in images)])
-        points, missed = _detected_landmarks(images, boxes)
-        self.n_undetected += len(missed)
-        chips = face_chips(images, points)
+        found = landmarks(images, on_missing="box")  # the box: the image's central half
+        self.n_undetected += len(found.missing)
+        chips = face_chips(images, found.points)
         return extract.record(self.model, chips, {self.layer: "all"},
                               batch_size=self.batch_size,
                               progress=self.progress).values.double().numpy()
@@ -875,8 +867,7 @@ def identity_features(space, n_identities: int, n_per_identity: int, nuisance=1.
         if condition == "detected":
             mean_face = space.shape_landmarks(np.zeros((1, space.n_shape)))[0] + margin
             box = np.r_[mean_face.min(0), mean_face.max(0)]
-            points, undetected = _detected_landmarks(ids.images,
-                                                     np.tile(box, (len(ids.images), 1)))
+            points, undetected = _detected_landmarks(ids.images, box)
         grey = chips(condition, points).mean(1)
         side = grey.shape[-1] // PIXEL_STEP * PIXEL_STEP
         cells = side // PIXEL_STEP
