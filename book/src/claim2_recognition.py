@@ -85,7 +85,7 @@ SWEEP_IDENTITIES = 200    # 100 fitting and 100 evaluation identities per sweep 
 SWEEP_PER_IDENTITY = 2     # a gallery image and a probe
 SWEEP_STRENGTHS = (0, 0.5, 1, 1.5, 2)
 N_RESAMPLES = 1000
-LFW_ROOT = None           # a folder holding LFW with pairs.txt runs the standard protocol
+LFW_ROOT = None  # a folder holding LFW with pairs.txt runs the standard protocol
 
 # %%
 import time
@@ -111,8 +111,9 @@ undetected = features[NETWORKS[0]].undetected
 print(f"networks: {', '.join(NETWORKS)}")
 
 # %% tags=["nbval-check-output"]
-print(f"{len(np.unique(labels[fitting]))} fitting and {len(np.unique(labels[~fitting]))} "
-      f"evaluation identities x {N_PER_IDENTITY} images")
+n_fitting, n_evaluation = (len(np.unique(labels[rows])) for rows in (fitting, ~fitting))
+print(f"{n_fitting} fitting and {n_evaluation} evaluation identities x "
+      f"{N_PER_IDENTITY} images")
 print(f"dlib's detector found no face in {len(undetected)} of {len(labels)} images "
       f"({np.isin(np.flatnonzero(~fitting), undetected).sum()} of the "
       f"{(~fitting).sum()} evaluation images)")
@@ -173,8 +174,8 @@ for (net, condition), comparison in comparisons.items():
     cnn, route = table.loc["CNN"], table.loc[best[net, condition]]
     print(f"{net}, {condition} landmarks, gallery of {int(cnn['gallery'])} identities:")
     for stat in ("rank1", "tar@far=0.01"):
-        print(f"  {stat:13s} CNN {cnn[stat]:.3g}, {best[net, condition]} {route[stat]:.3g}, "
-              f"CNN - route {route[f'{stat}_diff']:.3g} "
+        print(f"  {stat:13s} CNN {cnn[stat]:.3g}, {best[net, condition]} "
+              f"{route[stat]:.3g}, CNN - route {route[f'{stat}_diff']:.3g} "
               f"[{route[f'{stat}_diff_low']:.3g}, {route[f'{stat}_diff_high']:.3g}]")
 
 # %% [markdown]
@@ -206,9 +207,10 @@ for net in NETWORKS:
     verdicts[net], reasons[net] = recognition.claim2_verdict(tables)
     print(f"{net}: {verdicts[net]} ({reasons[net]})")
     for condition, table in tables.items():
-        passed = recognition.non_inferior(table)
-        print(f"  {condition:8s} non-inferior: {', '.join(passed.index[passed][1:]) or '-'};"
-              f" controls pass: {bool(passed[['untrained CNN', 'pixels (PCA)']].any())}")
+        passed = recognition.non_inferior(table).drop("CNN")
+        controls = bool(passed[["untrained CNN", "pixels (PCA)"]].any())
+        names = ", ".join(passed.index[passed]) or "-"
+        print(f"  {condition:8s} non-inferior: {names}; a control passes: {controls}")
 
 # %% [markdown]
 # ## Robustness
@@ -240,9 +242,10 @@ for (net, condition), comparison in comparisons.items():
           f"{b.loc[route, 'rank1']:.3g} (split / swapped split)")
 for net, table in detected_only.items():
     route = best[net, "detected"]
-    print(f"{net}, detected faces only (gallery of {int(table.loc['CNN', 'gallery'])}): "
-          f"rank-1 CNN {table.loc['CNN', 'rank1']:.3g}, {route} "
-          f"{table.loc[route, 'rank1']:.3g}, CNN - route {interval(table.loc[route], 'rank1_diff')}")
+    gallery = int(table.loc["CNN", "gallery"])
+    print(f"{net}, detected faces only (gallery of {gallery}): rank-1 CNN "
+          f"{table.loc['CNN', 'rank1']:.3g}, {route} {table.loc[route, 'rank1']:.3g}, "
+          f"CNN - route {interval(table.loc[route], 'rank1_diff', 3)}")
 
 # %% [markdown]
 # ## ROC curves
@@ -285,7 +288,8 @@ fig.tight_layout()
 # %%
 sweep = pd.concat([recognition.nuisance_sweep(
     space, net, SWEEP_STRENGTHS, SWEEP_IDENTITIES, SWEEP_PER_IDENTITY, seed=1,
-    n_resamples=N_RESAMPLES).assign(network=net) for net in NETWORKS], ignore_index=True)
+    n_resamples=N_RESAMPLES).assign(network=net) for net in NETWORKS],
+    ignore_index=True)
 routes = [r for r in shown if r != "untrained CNN"]
 for net in NETWORKS:
     fig, axes = plt.subplots(2, 3, figsize=(12, 7), sharex=True, sharey=True)
@@ -313,7 +317,8 @@ at_max = sweep[sweep.strength == max(SWEEP_STRENGTHS)]
 for (net, condition), part in at_max.groupby(["network", "condition"], sort=False):
     print(f"rank-1 at strength {max(SWEEP_STRENGTHS)}, {net}, {condition} landmarks:")
     table = part.pivot(index="route", columns="nuisance", values="rank1").loc[routes]
-    print(table[["image", "jitter", "both"]].to_string(float_format=lambda v: f"{v:.3g}"))
+    print(table[["image", "jitter", "both"]].to_string(
+        float_format=lambda v: f"{v:.3g}"))
 
 # %% [markdown]
 # ## Real faces
@@ -331,7 +336,8 @@ for (net, condition), part in at_max.groupby(["network", "condition"], sort=Fals
 # %%
 real = datasets.lfw_subset()
 agreement = {net: recognition.real_face_agreement(
-    space, features[net], fitting, net, real, n_resamples=N_RESAMPLES) for net in NETWORKS}
+    space, features[net], fitting, net, real, n_resamples=N_RESAMPLES)
+    for net in NETWORKS}
 
 # %% tags=["nbval-check-output"]
 for net, values in agreement.items():
@@ -348,7 +354,8 @@ for net, values in agreement.items():
 
 # %%
 if LFW_ROOT is None:
-    print("LFW is not present (LFW_ROOT is None): the standard 6,000-pair protocol is skipped.")
+    print("LFW is not present (LFW_ROOT is None): the standard 6,000-pair protocol is "
+          "skipped.")
 else:
     for net in NETWORKS:
         lfw = recognition.lfw_pairs_protocol(LFW_ROOT, recognition.DescriptorExtractor(
@@ -365,14 +372,15 @@ else:
 # %% tags=["nbval-check-output"]
 for net in NETWORKS:
     given, detected = (comparisons[net, c].results for c in recognition.CONDITIONS)
-    route = best[net, "detected"]
+    route, given_route = best[net, "detected"], best[net, "given"]
     rho, low, high = agreement[net]["real faces, predicted descriptors"]
     ref = agreement[net]["synthetic faces, predicted descriptors"][0]
     print(f"{net}: claim 2 {verdicts[net]}. With given landmarks the best image route "
-          f"({best[net, 'given']}) reaches rank-1 {given.loc[best[net, 'given'], 'rank1']:.3g} "
+          f"({given_route}) reaches rank-1 {given.loc[given_route, 'rank1']:.3g} "
           f"against the CNN's {given.loc['CNN', 'rank1']:.3g}; with detected landmarks "
           f"{route} reaches {detected.loc[route, 'rank1']:.3g} against "
-          f"{detected.loc['CNN', 'rank1']:.3g}. On real faces the predicted descriptors "
+          f"{detected.loc['CNN', 'rank1']:.3g}. On real faces the predicted "
+          "descriptors "
           f"order pairs of faces like the CNN with rank correlation {rho:.3g} "
           f"[{low:.3g}, {high:.3g}] (synthetic faces: {ref:.3g}), so the synthetic "
           f"verdict {'carries over' if low > 0.5 else 'does not carry over'} to "
@@ -391,7 +399,8 @@ findings.save("claim2_recognition", {
     "n_per_identity": N_PER_IDENTITY, "n_resamples": N_RESAMPLES,
     "undetected_by_dlib": int(len(undetected)), "n_images": int(len(labels)),
     "networks": {net: {
-        **{c: route_findings(comparisons[net, c].results) for c in recognition.CONDITIONS},
+        **{c: route_findings(comparisons[net, c].results)
+           for c in recognition.CONDITIONS},
         "detected_faces_only": route_findings(detected_only[net]),
         "swapped_split": {c: route_findings(swapped[net, c].results)
                           for c in recognition.CONDITIONS},
@@ -399,9 +408,10 @@ findings.save("claim2_recognition", {
     } for net in NETWORKS},
     "real_faces_rank_correlation": {net: {k: list(v) for k, v in values.items()}
                                     for net, values in agreement.items()},
-    "sweep_rank1_at_max": {f"{net}, {c}": part.pivot(index="route", columns="nuisance",
-                                                      values="rank1").to_dict()
-                           for (net, c), part in at_max.groupby(["network", "condition"])},
+    "sweep_rank1_at_max": {
+        f"{net}, {c}": part.pivot(index="route", columns="nuisance",
+                                  values="rank1").to_dict()
+        for (net, c), part in at_max.groupby(["network", "condition"])},
     "margins": recognition.MARGINS,
     "verdict": verdicts, "verdict_reason": reasons,
     "verdict_rule": recognition.VERDICT_RULE,
