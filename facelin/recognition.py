@@ -855,9 +855,9 @@ def identity_features(space, n_identities: int, n_per_identity: int, nuisance=1.
                                        seed=seed, margin=margin)
         return made["ids"]
 
-    def chips(condition, points):
+    def chips(condition, points):  # dlib's uint8 chips (its values are whole numbers)
         if condition not in made:
-            made[condition] = face_chips(rendered().images, points)
+            made[condition] = face_chips(rendered().images, points).to(torch.uint8)
         return made[condition]
 
     def geometry(condition):
@@ -868,7 +868,7 @@ def identity_features(space, n_identities: int, n_per_identity: int, nuisance=1.
             mean_face = space.shape_landmarks(np.zeros((1, space.n_shape)))[0] + margin
             box = np.r_[mean_face.min(0), mean_face.max(0)]
             points, undetected = _detected_landmarks(ids.images, box)
-        grey = chips(condition, points).mean(1)
+        grey = chips(condition, points).float().mean(1)
         side = grey.shape[-1] // PIXEL_STEP * PIXEL_STEP
         cells = side // PIXEL_STEP
         small = grey[:, :side, :side].reshape(len(grey), cells, PIXEL_STEP, cells,
@@ -1116,7 +1116,9 @@ def real_face_agreement(space, features: IdentityFeatures, fitting: np.ndarray,
     from .faces import face_chips
 
     fitting = np.asarray(fitting, dtype=bool)
-    chips = face_chips(faces.images, faces.landmarks)
+    import torch
+
+    chips = face_chips(faces.images, faces.landmarks).to(torch.uint8)
     model = experiment.network(network, True)
     layer = experiment.descriptor_layer(network)
     inputs = experiment.inputs(chips, _chip_landmarks(faces.landmarks), network)
