@@ -1012,7 +1012,9 @@ class Comparison:
         keep &= np.isin(self.labels, labels[counts >= 2])
         routes = {name: (x[keep], metric)
                   for name, (x, metric, _) in self.chosen.items()}
-        return bootstrap(routes, self.labels[keep], **bootstrap_options)
+        results = bootstrap(routes, self.labels[keep], **bootstrap_options)
+        results.insert(0, "distance", [self.chosen[name][2] for name in results.index])
+        return results
 
 
 def compare_routes(features: IdentityFeatures, fitting: np.ndarray, space,

@@ -510,6 +510,7 @@ def test_compare_routes(small_identity_features):
     keep[comparison.rows[:3]] = False  # the first evaluation identity loses its images
     subset = comparison.on(keep, n_resamples=20)
     assert subset.loc["CNN", "gallery"] == 9
+    assert subset.distance.equals(results.distance)
     tables = {c: rec.compare_routes(features, fitting, space, "dlib-resnet", c,
                                     n_resamples=50).results for c in rec.CONDITIONS}
     assert rec.claim2_verdict(tables)[0] in rec.VERDICTS

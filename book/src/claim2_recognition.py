@@ -388,9 +388,7 @@ for net in NETWORKS:
 
 # %%
 def route_findings(table):
-    keep = [c for c in table.columns if c != "distance"]
-    return {route: {**{c: row[c] for c in keep}, "distance": row["distance"]}
-            for route, row in table.iterrows()}
+    return {route: row.to_dict() for route, row in table.iterrows()}
 
 
 findings.save("claim2_recognition", {
