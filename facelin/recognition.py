@@ -903,9 +903,11 @@ def identity_features(space, n_identities: int, n_per_identity: int, nuisance=1.
                                           progress=progress)
                 return {"values": recorded.values}
 
-            data = experiment._cached("identity-responses", {
-                **key, "condition": condition, "network": name,
-                "pretrained": bool(pretrained), "layer": layer}, record)
+            response_key = {**key, "condition": condition, "network": name,
+                            "pretrained": bool(pretrained), "layer": layer}
+            if name != "dlib-resnet":  # how its chips are filled beyond the dlib chip
+                response_key["border"] = experiment.INPUT_BORDER
+            data = experiment._cached("identity-responses", response_key, record)
             values = data["values"].double().numpy()
             out.responses[(name, bool(pretrained), condition)] = values
     return out
