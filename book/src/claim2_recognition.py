@@ -398,7 +398,7 @@ for net in NETWORKS:
 # and for the same reason. With the generator's landmarks, the parameters fitted to the
 # image identify the synthetic faces at least as well as every CNN: on this ground the
 # linear model loses nothing. With the landmarks dlib finds, every network loses some
-# accuracy, but the routes through fitted parameters lose much more, and fall outside the
+# accuracy, but the routes through fitted parameters lose more, and fall outside the
 # margin; they do so on the faces dlib detected too. So the earlier reading, "what is lost
 # is lost in fitting the image", was confounded with the landmarks: the fit needs the
 # landmarks far more exactly than the CNNs do. The sweep says the same as the nuisance
