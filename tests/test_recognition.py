@@ -1,6 +1,9 @@
-"""Identification and verification metrics, against scikit-learn and hand-made cases."""
+"""Identification and verification metrics, bootstrap intervals and the claim-2 rule,
+against scikit-learn and hand-made cases."""
 import numpy as np
+import pandas as pd
 import pytest
+from sklearn.metrics import auc as sk_auc
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
@@ -23,27 +26,28 @@ def test_distances_match_definitions():
     np.testing.assert_allclose(rec.distances(a, b, "cosine"), cos, atol=1e-12)
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_roc_matches_scikit_learn(seed):
+@pytest.mark.parametrize("seed", range(3))
+def test_verification_metrics_match_scikit_learn(seed):
     rng = np.random.default_rng(seed)
     same = rng.random(300) < 0.3
     scores = np.round(rng.normal(size=300) + same, 1)  # rounding makes ties
-    far, tar, thr = rec.roc_curve(scores, same)
-    sk_far, sk_tar, sk_thr = sk_roc_curve(same, scores, drop_intermediate=False)
-    np.testing.assert_allclose(far, sk_far)
-    np.testing.assert_allclose(tar, sk_tar)
-    np.testing.assert_allclose(thr[1:], sk_thr[1:])
-    assert rec._auc(far, tar) == pytest.approx(roc_auc_score(same, scores), abs=1e-12)
+    m = rec.verification_metrics(scores, same)
+    assert m["auc"] == pytest.approx(roc_auc_score(same, scores), abs=1e-12)
+    far, tar, _ = sk_roc_curve(same, scores, drop_intermediate=False)
+    # EER: where the staircase ROC crosses FAR = 1 - TAR, found by brute force
+    grid = np.linspace(0, 1, 20001)
+    staircase_tar = np.array([tar[far <= x].max() for x in grid])
+    crossing = grid[np.argmin(np.abs(grid - (1 - staircase_tar)))]
+    assert m["eer"] == pytest.approx(crossing, abs=2e-3)
 
 
 def test_extreme_rocs():
+    same = np.r_[np.ones(5, bool), np.zeros(5, bool)]
     # Perfect separation: EER 0, AUC 1, every TAR 1.
-    v = rec._metrics(np.r_[np.ones(5), np.zeros(5)], np.r_[np.ones(5, bool), np.zeros(5, bool)],
-                     (1e-2,))
+    v = rec.verification_metrics(np.r_[np.ones(5), np.zeros(5)], same)
     assert v["eer"] == 0 and v["auc"] == 1 and v["tar@far=0.01"] == 1
     # Swapped labels: EER 1, AUC 0.
-    v = rec._metrics(np.r_[np.zeros(5), np.ones(5)], np.r_[np.ones(5, bool), np.zeros(5, bool)],
-                     (1e-2,))
+    v = rec.verification_metrics(np.r_[np.zeros(5), np.ones(5)], same)
     assert v["eer"] == 1 and v["auc"] == 0
 
 
@@ -51,7 +55,8 @@ def test_eer_of_symmetric_overlap():
     # Genuine uniform on [0.5, 1.5], impostor on [0, 1]: EER = 0.25 exactly.
     g = np.linspace(0.5, 1.5, 4001)
     i = np.linspace(0.0, 1.0, 4001)
-    f, t, _ = rec.roc_curve(np.r_[g, i], np.r_[np.ones(4001, bool), np.zeros(4001, bool)])
+    same = np.r_[np.ones(4001, bool), np.zeros(4001, bool)]
+    f, t, _ = rec.roc_curve(np.r_[g, i], same)
     assert rec._eer(f, t) == pytest.approx(0.25, abs=1e-3)
 
 
@@ -68,8 +73,8 @@ def test_identify_rank1_and_cmc():
     result = rec.identify(x[gallery], labels[gallery], x[~gallery], labels[~gallery])
     assert result.rank1 == 1.0 and result.n_identities == 30
     noisy, labels = clustered(spread=3.0)
-    result = rec.identify(noisy[gallery], labels[gallery], noisy[~gallery], labels[~gallery],
-                          metric="euclidean")
+    result = rec.identify(noisy[gallery], labels[gallery], noisy[~gallery],
+                          labels[~gallery], metric="euclidean")
     assert result.rank1 < 0.6
     assert np.all(np.diff(result.cmc) >= 0) and result.cmc[-1] == 1.0
     assert result.rank(5) >= result.rank1
@@ -85,30 +90,42 @@ def test_identify_brute_force():
     assert result.rank1 == pytest.approx((nearest_id == pl).mean())
 
 
-def test_verify_folds_split_by_identity_and_intervals():
+def test_verify_pools_every_pair():
     x, labels = clustered(n_ids=40, spread=0.8)
-    v = rec.verify(x, labels=labels, n_folds=10)
+    v = rec.verify(x, labels=labels)
     assert 0.5 < v.auc <= 1 and 0 <= v.eer < 0.5
-    assert len(v.folds["auc"]) == 10
-    mean, lo, hi = v.interval("auc")
-    assert lo <= mean <= hi
-    clean = rec.verify(*clustered(n_ids=40, spread=0.05), n_folds=10)
+    pairs, same = rec.all_pairs(labels)
+    assert len(same) == len(labels) * (len(labels) - 1) // 2
+    scores = -np.linalg.norm(x[pairs[:, 0]] - x[pairs[:, 1]], axis=1)
+    assert rec.verify(x, labels=labels, metric="euclidean").auc == pytest.approx(
+        roc_auc_score(same, scores))
+    clean = rec.verify(*clustered(n_ids=40, spread=0.05))
     assert clean.auc > v.auc and clean.eer < v.eer
     assert clean.tar_at_far[1e-3] == pytest.approx(1.0)
+
+
+ONE = {"a": (np.eye(4), "cosine")}
 
 
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: rec.verify(np.ones((4, 2)), labels=[0, 0, 1, 1], pairs=[[0, 1]]), "exactly one"),
+        (lambda: rec.verify(np.ones((4, 2)), labels=[0, 0, 1, 1], pairs=[[0, 1]]),
+         "exactly one"),
         (lambda: rec.verify(np.full((4, 2), np.nan), labels=[0, 0, 1, 1]), "NaN"),
         (lambda: rec.verify(np.ones((4, 2)), labels=[0, 1]), "one label per row"),
         (lambda: rec.verify(np.ones(4), labels=[0, 0, 1, 1]), "2-d"),
-        (lambda: rec.verify(np.eye(4), labels=[0, 0, 1, 1], n_folds=10), "cannot be split"),
-        (lambda: rec.identify(np.eye(2), [0, 1], np.eye(2), [0, 2]), "missing from the gallery"),
+        (lambda: rec.identify(np.eye(2), [0, 1], np.eye(2), [0, 2]),
+         "missing from the gallery"),
         (lambda: rec.distances(np.zeros((2, 2)), metric="cosine"), "all-zero"),
         (lambda: rec.distances(np.eye(2), metric="manhattan"), "metric must be"),
         (lambda: rec.roc_curve([1.0, 2.0], [True, True]), "both same and different"),
+        (lambda: rec.bootstrap(ONE, [0, 0, 1, 1], reference="b"), "reference"),
+        (lambda: rec.bootstrap(ONE, [0, 0, 1, 1], reference=None, n_resamples=1),
+         "n_resamples"),
+        (lambda: rec.bootstrap(ONE, [0, 0, 1, 1], reference=None,
+                               statistics=("rank2",)), "unknown statistics"),
+        (lambda: rec.bootstrap(ONE, [0, 1, 2, 2], reference=None), "single image"),
     ],
 )
 def test_bad_input_is_rejected(call, message):
@@ -125,8 +142,8 @@ def write_lfw_fixture(root, n_people=6, per_person=3, per_class=2, n_folds=10, s
     for k, name in enumerate(people):
         (root / name).mkdir(parents=True)
         for i in range(1, per_person + 1):
-            img = np.full((16, 16, 3), 20 * k + 10, np.uint8) + rng.integers(0, 3, (16, 16, 3),
-                                                                               dtype=np.uint8)
+            img = np.full((16, 16, 3), 20 * k + 10, np.uint8) + rng.integers(
+                0, 3, (16, 16, 3), dtype=np.uint8)
             io.imsave(root / name / f"{name}_{i:04d}.jpg", img, check_contrast=False)
     lines = [f"{n_folds} {per_class}"]
     for _ in range(n_folds):
@@ -168,7 +185,8 @@ def test_descriptor_extractor_falls_back_to_the_image_centre(tmp_path):
     from facelin import experiment
 
     write_lfw_fixture(tmp_path, n_people=3, per_person=2, per_class=1, n_folds=2)
-    extractor = rec.DescriptorExtractor(experiment.network("trained"), progress=False)
+    extractor = rec.DescriptorExtractor(experiment.network("dlib-resnet"),
+                                        progress=False)
     result = rec.lfw_pairs_protocol(tmp_path, extractor, progress=False)
     # flat 16x16 squares hold no face: every image went through the fallback box
     assert extractor.n_undetected == len(result.paths) > 0
@@ -211,7 +229,8 @@ def test_whitener_whitens_the_fitting_set_only():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 3)) @ np.array([[3.0, 0, 0], [1, 0.5, 0], [0, 0, 0.1]])
     w = rec.Whitener().fit(x)
-    np.testing.assert_allclose(np.cov(w.transform(x), rowvar=False), np.eye(3), atol=1e-10)
+    np.testing.assert_allclose(np.cov(w.transform(x), rowvar=False), np.eye(3),
+                               atol=1e-10)
     # More features than rows: the null directions are dropped, not inverted.
     wide = rec.Whitener().fit(rng.normal(size=(5, 8)))
     assert wide.transform(rng.normal(size=(2, 8))).shape == (2, 4)
@@ -219,7 +238,7 @@ def test_whitener_whitens_the_fitting_set_only():
         wide.transform(np.ones((2, 3)))
 
 
-def test_evaluate_chooses_on_fitting_identities_and_scores_held_out_ones():
+def test_metric_table_chooses_on_fitting_identities():
     # Six clean identity dimensions of small variance beside a large, pure-noise one:
     # raw distances hear only the noise, whitening lets the clean ones speak. The choice
     # must come from the fitting identities alone.
@@ -228,23 +247,149 @@ def test_evaluate_chooses_on_fitting_identities_and_scores_held_out_ones():
     clean = rng.normal(size=(60, 6))[labels] * 0.1 + 0.005 * rng.normal(size=(180, 6))
     x = np.c_[clean, 10 * rng.normal(size=(180, 1))]
     fitting = rec.split_identities(labels, 0.5, seed=0)
-    e = rec.evaluate(x[fitting], labels[fitting], x[~fitting], labels[~fitting])
-    assert e.whitened and e.identification.rank1 > 0.8
-    assert len(e.candidates) == 4 and len(e.rank1_folds) == 10
-    raw = rec.evaluate(x[fitting], labels[fitting], x[~fitting], labels[~fitting],
-                       metrics=("euclidean",), whiten=(False,))
-    assert not raw.whitened and raw.identification.rank1 < 0.3
-    assert raw.verification.auc < e.verification.auc
-    mean, low, high = e.rank1_interval()
-    assert low <= mean <= high and mean == pytest.approx(e.rank1_folds.mean())
-    table, evaluations = rec.compare({"good": (x[fitting], x[~fitting])}, labels[fitting],
-                                     labels[~fitting])
-    assert table.loc["good", "rank1"] == pytest.approx(e.identification.rank1)
+    table, chosen = rec.metric_table({"good": (x[fitting], x[~fitting])},
+                                     labels[fitting], labels[~fitting])
+    assert len(table) == len(rec.METRIC_OPTIONS) and table.chosen.sum() == 1
+    best = table[table.chosen].iloc[0]
+    assert "whitened" in best.distance and best.rank1 > 0.8
+    raw = table[table.distance == "euclidean"].iloc[0]
+    assert raw.rank1 < 0.3 and raw.auc < best.auc
+    features, metric, name = chosen["good"]
+    assert name == best.distance and features.shape[0] == (~fitting).sum()
+    scored = rec.bootstrap({"good": (features, metric)}, labels[~fitting],
+                           reference=None, n_resamples=10)
+    assert scored.loc["good", "rank1"] == pytest.approx(best.rank1)
+    # Evaluation identities that the choice would prefer otherwise change nothing.
+    flipped = x.copy()
+    flipped[~fitting, :6] = rng.normal(size=((~fitting).sum(), 6))
+    table2, _ = rec.metric_table({"good": (flipped[fitting], flipped[~fitting])},
+                                 labels[fitting], labels[~fitting])
+    assert table2[table2.chosen].distance.iloc[0] == best.distance
     with pytest.raises(ValueError, match="in both the fitting and the evaluation"):
-        rec.evaluate(x, labels, x, labels)
-    with pytest.raises(ValueError, match="unknown feature sets"):
-        rec.compare({"good": (x[fitting], x[~fitting])}, labels[fitting], labels[~fitting],
-                    {"bad": {}})
+        rec.metric_table({"good": (x, x)}, labels, labels)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_resampled_statistics_match_scikit_learn_with_weights(seed):
+    x, labels = clustered(n_ids=25, per_id=3, spread=1.0, seed=seed)
+    x = np.round(x, 1)  # ties between pairs
+    route = rec._RouteScores(x, labels, "euclidean")
+    counts = rec._identity_counts(25, 4, seed)
+    resampled = route.resampled(counts)
+    codes = np.unique(labels, return_inverse=True)[1]
+    i, j = np.triu_indices(len(labels), 1)
+    for b in range(counts.shape[1]):
+        c = counts[:, b].astype(float)
+        weight = np.where(codes[i] == codes[j], c[codes[i]], c[codes[i]] * c[codes[j]])
+        far, tar, _ = sk_roc_curve(route.same, route.scores, sample_weight=weight,
+                                   drop_intermediate=False)
+        assert resampled["auc"][b] == pytest.approx(sk_auc(far, tar), abs=1e-12)
+        assert resampled["eer"][b] == pytest.approx(rec._eer(far, tar), abs=1e-12)
+        for f in (1e-2, 1e-3):
+            assert resampled[f"tar@far={f:g}"][b] == pytest.approx(
+                rec._tar_at_far(far, tar, f), abs=1e-12)
+        # rank-1: each probe counted as often as its identity was drawn
+        gallery = rec.gallery_mask(labels)
+        ident = rec.identify(x[gallery], labels[gallery], x[~gallery], labels[~gallery],
+                             "euclidean")
+        probe_weight = c[codes[~gallery]]
+        assert resampled["rank1"][b] == pytest.approx(
+            (probe_weight * (ident.ranks == 1)).sum() / probe_weight.sum())
+    # all identities once: the statistics on all data
+    ones = route.resampled(np.ones((25, 1), dtype=np.int16))
+    for name, value in route.point().items():
+        assert ones[name][0] == pytest.approx(value, abs=1e-12), name
+
+
+def test_bootstrap_intervals_cover_the_statistic_and_pair_the_routes():
+    x, labels = clustered(n_ids=60, per_id=4, spread=0.9, seed=4)
+    rng = np.random.default_rng(5)
+    routes = {"CNN": (x, "euclidean"),
+              "same, shifted": (x + 3.0, "euclidean"),  # the same distances
+              "noisier": (x + 0.6 * rng.normal(size=x.shape), "euclidean")}
+    table = rec.bootstrap(routes, labels, n_resamples=300)
+    for stat in rec.STATISTICS:
+        assert (table[f"{stat}_low"] <= table[stat]).all(), stat
+        assert (table[stat] <= table[f"{stat}_high"]).all(), stat
+        # the same distances: a paired difference of exactly 0, every resample
+        row = table.loc["same, shifted"]
+        assert (row[f"{stat}_diff"] == row[f"{stat}_diff_low"]
+                == row[f"{stat}_diff_high"] == 0)
+    noisy = table.loc["noisier"]
+    assert noisy["auc_diff_low"] > 0 and noisy["rank1_diff_low"] > 0  # clearly worse
+    # pairing: the paired interval is narrower than the two marginal ones side by side
+    assert (noisy["auc_diff_high"] - noisy["auc_diff_low"]
+            < (table.loc["CNN", "auc_high"] - noisy["auc_low"]))
+    assert table.loc["CNN", "gallery"] == 60 and table.loc["CNN", "probes"] == 180
+    assert table.loc["CNN", "genuine_pairs"] == 60 * 6
+    # the same seed gives the same intervals
+    again = rec.bootstrap(routes, labels, n_resamples=300)
+    pd.testing.assert_frame_equal(table, again)
+
+
+def test_bootstrap_known_answer():
+    # Half of the identities are always recognised, the other half never: rank-1 is 0.5,
+    # and resampling identities gives a binomial proportion over n identities, whose
+    # 95% interval is about 0.5 +- 1.96 * sqrt(0.25 / n).
+    n = 200
+    labels = np.repeat(np.arange(n), 2)
+    centres = np.eye(n) * 10
+    x = centres[labels].copy()
+    easy = np.arange(n) < n // 2
+    for k in np.flatnonzero(~easy):  # a hard identity's probe sits on its neighbour
+        x[2 * k + 1] = centres[(k + 1) % n] + 0.01 * (np.arange(n) == k)
+    table = rec.bootstrap({"CNN": (x, "euclidean")}, labels, n_resamples=2000,
+                          statistics=("rank1",))
+    row = table.loc["CNN"]
+    assert row["rank1"] == 0.5
+    half = 1.96 * np.sqrt(0.25 / n)
+    assert row["rank1_low"] == pytest.approx(0.5 - half, abs=0.015)
+    assert row["rank1_high"] == pytest.approx(0.5 + half, abs=0.015)
+    # perfect verification: every resample is perfect too
+    clean = rec.bootstrap({"CNN": (centres[labels], "euclidean")}, labels,
+                          n_resamples=50)
+    assert clean.loc["CNN", "auc_low"] == clean.loc["CNN", "auc"] == 1.0
+    assert clean.loc["CNN", "eer_high"] == 0.0
+
+
+def made_up(differences: dict) -> pd.DataFrame:
+    """A bootstrap-like table: route -> upper bound of CNN minus route, every
+    statistic."""
+    routes = ("CNN", *rec.IMAGE_ROUTES, *rec.GIVEN_PARAMETER_ROUTES, "decoded params")
+    rows = {r: {f"{s}_diff_high": differences.get(r, 0.5) for s in rec.MARGINS}
+            for r in routes}
+    rows["CNN"] = {f"{s}_diff_high": 0.0 for s in rec.MARGINS}
+    return pd.DataFrame(rows).T
+
+
+@pytest.mark.parametrize("given, detected, verdict", [
+    ({"fitted params": 0.01}, {"fitted params": 0.04}, "holds"),
+    ({"fitted params": 0.01}, {"encoded (fitted-param fit)": 0.01}, "partly holds"),
+    ({"encoded (true-param fit)": 0.0}, {}, "partly holds"),
+    ({}, {"fitted params": 0.0}, "partly holds"),
+    ({"true params": -0.01}, {"true params": -0.01}, "partly holds"),
+    ({"decoded params": 0.0}, {"decoded params": 0.0}, "does not hold"),
+    ({}, {}, "does not hold"),
+    ({"fitted params": 0.05}, {"fitted params": 0.05}, "does not hold"),  # strict
+])
+def test_claim2_verdict_on_made_up_tables(given, detected, verdict):
+    result, reason = rec.claim2_verdict({"given": made_up(given),
+                                         "detected": made_up(detected)})
+    assert result == verdict and result in rec.VERDICTS and reason
+
+
+def test_claim2_verdict_needs_every_statistic_within_its_margin():
+    given = made_up({"fitted params": 0.0})
+    given.loc["fitted params", "tar@far=0.01_diff_high"] = 0.2
+    detected = given.copy()
+    verdict, _ = rec.claim2_verdict({"given": given, "detected": detected})
+    assert verdict == "does not hold"
+    with pytest.raises(KeyError, match="conditions"):
+        rec.claim2_verdict({"given": given})
+    with pytest.raises(KeyError, match="routes"):
+        rec.claim2_verdict({"given": given.drop("true params"), "detected": detected})
+    with pytest.raises(KeyError, match="paired bounds"):
+        rec.non_inferior(given.drop(columns="rank1_diff_high"))
 
 
 def test_distance_agreement():
@@ -252,63 +397,124 @@ def test_distance_agreement():
     a = rng.normal(size=(20, 4))
     assert rec.distance_agreement(a, 3 * a + 1) == pytest.approx(1.0)
     assert abs(rec.distance_agreement(a, rng.normal(size=(20, 4)))) < 0.2
+    rho, low, high = rec.distance_agreement(a, a + 0.5 * rng.normal(size=a.shape),
+                                            n_resamples=200)
+    assert low <= rho <= high and 0 < low < high < 1
     with pytest.raises(ValueError, match="same rows"):
         rec.distance_agreement(a, a[:5])
 
 
-@pytest.fixture(scope="module")
-def small_identity_features():
-    from facelin import experiment
-    from facelin.datasets import Nuisance, identity_set, lfw_subset
-    from facelin.facespace import FaceSpace
-
-    faces = lfw_subset()
-    space = FaceSpace(n_shape=6, n_appearance=6).fit(faces.images[:60], faces.landmarks[:60])
-    ids = identity_set(space, 12, 2, Nuisance.at(image=0.5, jitter=0.0), seed=0,
-                       margin=rec.MARGIN)
-    models = {name: experiment.network(name) for name in ("trained", "untrained")}
-    return space, ids, models, rec.identity_features(ids, space, models)
-
-
-def test_identity_features_and_linear_feature_sets(small_identity_features):
-    space, ids, models, features = small_identity_features
-    n = len(ids.labels)
-    assert features.responses["trained"].shape == (n, 128)
-    assert features.fitted.shape == features.params.shape == (n, 12)
-    # dlib's landmarks fit parameters close to the generating ones
-    assert np.corrcoef(features.fitted[:, 0], features.params[:, 0])[0, 1] > 0.8
-    fitting = rec.split_identities(features.labels, 0.5, seed=0)
-    sets, options = rec.linear_feature_sets(features, fitting, space)
-    assert {"CNN", "decoded params", "encoded (true-param fit)", "encoded (fitted-param fit)",
-            "true params, whitened", "untrained CNN"} <= set(sets)
-    for name, (fit, ev) in sets.items():
-        assert len(fit) == fitting.sum() and len(ev) == (~fitting).sum(), name
-    table, _ = rec.compare(sets, features.labels[fitting], features.labels[~fitting], options,
-                           n_folds=3)
-    # without parameter jitter the images of an identity share their parameters exactly
-    assert table.loc["true params, normalised", "rank1"] == 1.0
-    assert table.loc["CNN", "auc"] > 0.8
-    with pytest.raises(ValueError, match="some, not all"):
-        rec.linear_feature_sets(features, np.ones(n, bool), space)
-
-
-def test_faces_the_detector_misses_are_landmarked_from_the_mean_face_box(
-        small_identity_features, monkeypatch):
+def test_chip_landmarks_are_where_the_chip_puts_them():
     from facelin import faces
+    from facelin.facespace import default_space
 
-    space, ids, models, reference = small_identity_features
-    real = faces.landmarks
+    space = default_space()
+    params = space.sample(3, 0)
+    for margin in (0, 10):
+        images, points = space.synthesize(params, size=150, margin=margin)
+        chip_points = rec._chip_landmarks(points)
+        # synthesised faces sit where dlib's alignment puts them, whatever the margin
+        np.testing.assert_allclose(chip_points, points - margin, atol=0.75)
+    # a face moved in the image: its chip, and the landmarks in it, do not move
+    shifted = np.roll(images, (7, -4), axis=(1, 2))
+    moved = points + np.array([-4, 7])
+    np.testing.assert_allclose(rec._chip_landmarks(moved), rec._chip_landmarks(points),
+                               atol=1e-6)
+    chips = faces.face_chips((shifted * 255).astype(np.uint8), moved)
+    assert chips.shape == (3, 3, 150, 150)
 
-    def detector_misses_two(images, *args, **kwargs):
-        if len(images) == len(ids.images) and kwargs.get("boxes") is None:
-            raise faces.FaceNotFoundError([1, 4], len(images))
-        return real(images, *args, **kwargs)
 
-    monkeypatch.setattr(faces, "landmarks", detector_misses_two)
-    features = rec.identity_features(ids, space, {"trained": models["trained"]})
-    assert features.undetected.tolist() == [1, 4]
-    assert len(features.labels) == len(ids.labels)
-    # the predictor started from the mean face's box still finds these faces
-    np.testing.assert_allclose(features.fitted[[1, 4], 0], features.params[[1, 4], 0],
-                               atol=0.5 * np.sqrt(space.eigenvalues_[0]))
-    np.testing.assert_array_equal(features.fitted[0], reference.fitted[0])
+def test_one_detector_pass_with_the_fallback_box(monkeypatch):
+    from facelin import faces
+    from facelin.datasets import identity_set
+    from facelin.facespace import default_space
+
+    space = default_space()
+    ids = identity_set(space, 3, 2, 0.5, seed=0, margin=rec.MARGIN)
+    real, calls = faces._detect, []
+
+    def detector_misses_two(images, upsample):
+        calls.append(len(images))
+        boxes, missing = real(images, upsample)
+        boxes[[1, 4]] = np.nan
+        return boxes, sorted(set(missing) | {1, 4})
+
+    monkeypatch.setattr(faces, "_detect", detector_misses_two)
+    box = np.array([20.0, 20.0, 150.0, 150.0])
+    points, undetected = rec._detected_landmarks(ids.images, box)
+    assert calls == [6] and undetected.tolist() == [1, 4]
+    assert points.shape == (6, 68, 2) and np.isfinite(points).all()
+    # the predictor started from the box still finds these faces
+    assert np.abs(points - ids.landmarks)[[1, 4]].mean(axis=(1, 2)).max() < 4.0
+
+
+@pytest.fixture(scope="module")
+def small_identity_features(tmp_path_factory):
+    import os
+
+    from facelin.facespace import default_space
+
+    space = default_space()
+    previous = os.environ.get("FACELIN_CACHE")
+    os.environ["FACELIN_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    try:
+        networks = (("dlib-resnet", True), ("dlib-resnet", False))
+        features = rec.identity_features(space, 20, 3, 0.5, seed=0, networks=networks)
+        again = rec.identity_features(space, 20, 3, 0.5, seed=0, networks=networks)
+    finally:
+        if previous is None:
+            del os.environ["FACELIN_CACHE"]
+        else:
+            os.environ["FACELIN_CACHE"] = previous
+    return space, features, again
+
+
+def test_identity_features_in_two_landmark_conditions(small_identity_features):
+    space, features, again = small_identity_features
+    n = 60
+    assert features.labels.shape == (n,)
+    assert features.params.shape == (n, space.n_params)
+    for condition in rec.CONDITIONS:
+        assert features.fitted[condition].shape == (n, space.n_params)
+        assert features.pixels[condition].shape == (n, 75 * 75)
+        for pretrained in (True, False):
+            key = ("dlib-resnet", pretrained, condition)
+            assert features.responses[key].shape == (n, 128)
+        # the second call reads the cache
+        np.testing.assert_array_equal(again.fitted[condition],
+                                      features.fitted[condition])
+    # the generator's landmarks fit the parameters better than dlib's
+    def fit_error(condition):
+        return np.abs(features.fitted[condition][:, 0] - features.params[:, 0]).mean()
+    assert fit_error("given") < fit_error("detected")
+    r = np.corrcoef(features.fitted["detected"][:, 0], features.params[:, 0])[0, 1]
+    assert r > 0.8
+    assert not np.array_equal(features.responses[("dlib-resnet", True, "given")],
+                              features.responses[("dlib-resnet", True, "detected")])
+
+
+def test_compare_routes(small_identity_features):
+    space, features, _ = small_identity_features
+    fitting = rec.split_identities(features.labels, 0.5, seed=0)
+    comparison = rec.compare_routes(features, fitting, space, "dlib-resnet", "given",
+                                    n_resamples=50)
+    results = comparison.results
+    assert {"CNN", "untrained CNN", "pixels (PCA)", "decoded params", *rec.IMAGE_ROUTES,
+            *rec.GIVEN_PARAMETER_ROUTES} == set(results.index)
+    assert (results.gallery == 10).all() and (results.probes == 20).all()
+    assert len(comparison.distances) == len(results) * len(rec.METRIC_OPTIONS)
+    # without parameter jitter's rival, the true parameters are the ceiling
+    assert results.loc["true params", "rank1"] >= results.loc["untrained CNN", "rank1"]
+    assert results.loc["CNN", "auc"] > 0.9 and results.loc["CNN", "rank1_diff"] == 0
+    keep = np.ones(len(features.labels), bool)
+    keep[comparison.rows[:3]] = False  # the first evaluation identity loses its images
+    subset = comparison.on(keep, n_resamples=20)
+    assert subset.loc["CNN", "gallery"] == 9
+    assert subset.distance.equals(results.distance)
+    tables = {c: rec.compare_routes(features, fitting, space, "dlib-resnet", c,
+                                    n_resamples=50).results for c in rec.CONDITIONS}
+    assert rec.claim2_verdict(tables)[0] in rec.VERDICTS
+    with pytest.raises(ValueError, match="some, not all"):
+        rec.recognition_routes(features, np.ones(len(features.labels), bool), space)
+    with pytest.raises(KeyError, match="no responses"):
+        rec.recognition_routes(features, fitting, space, "other-net")
