@@ -36,7 +36,7 @@ __all__ = [
     "flatness", "fold_indices", "fit_curves", "Curves", "kernel_features",
     "kernel_reference", "KernelFit", "compare_models", "simulate_axis_units", "simulate_exemplar_units",
     "ExemplarUnits", "GEOMETRIES", "fit_axis_model", "AxisFit", "matched_null", "shape_preference",
-    "varying_units", "tuning_map", "engineered_series", "engineered_faces",
+    "study_layers", "sample_units", "varying_units", "tuning_map", "engineered_series", "engineered_faces",
     "engineered_test", "engineered_ratio", "unit_table", "departing", "bootstrap_fraction",
     "VERDICTS", "layer_verdict", "claim3_verdict", "control_populations",
     "control_accuracy",
@@ -501,13 +501,15 @@ class ExemplarUnits:
     """Pure exemplar units (see :func:`simulate_exemplar_units`): preferred faces
     ``centres`` (U, d) in parameter coordinates, the linear map ``metric`` (d, d) into the
     space where distance is measured, tuning widths ``sigma`` (U,), and the signal's mean
-    and SD over the faces they were simulated on (to scale new responses alike)."""
+    and SD over the faces they were simulated on (to scale new responses alike), and the
+    SD of their ``noise``."""
 
     centres: torch.Tensor
     metric: torch.Tensor
     sigma: torch.Tensor
     mean: torch.Tensor
     sd: torch.Tensor
+    noise: float
 
     def signal(self, params) -> torch.Tensor:
         """Noise-free responses (m, U) to faces ``params`` (m, d), in the units of the
@@ -515,6 +517,13 @@ class ExemplarUnits:
         x = _as_matrix(params, "params")
         dist = torch.cdist(x @ self.metric, self.centres @ self.metric)
         return (torch.exp(-dist ** 2 / (2 * self.sigma ** 2)) - self.mean) / self.sd
+
+    def sample(self, params, seed: int = 0) -> torch.Tensor:
+        """Noisy responses (m, U) to faces (m, d), as simulated."""
+        signal = self.signal(params)
+        gen = torch.Generator().manual_seed(seed)
+        return signal + self.noise * torch.randn(signal.shape, generator=gen,
+                                                 dtype=torch.float64)
 
 
 def simulate_exemplar_units(params, n_units: int, noise: float = 0.5, width: float = 0.5,
@@ -543,10 +552,8 @@ def simulate_exemplar_units(params, n_units: int, noise: float = 0.5, width: flo
     sigma = width * dist.median(0).values
     raw = torch.exp(-dist ** 2 / (2 * sigma ** 2))
     units = ExemplarUnits(centres=x[chosen], metric=metric, sigma=sigma, mean=raw.mean(0),
-                          sd=raw.std(0))
-    noisy = units.signal(x) + noise * torch.randn(raw.shape, generator=gen,
-                                                  dtype=torch.float64)
-    return noisy, units
+                          sd=raw.std(0), noise=noise)
+    return units.sample(x, seed + 1), units
 
 
 @dataclass
@@ -564,6 +571,14 @@ class AxisFit:
         """The fitted response ``f_u(w_u . (x - mean))`` of every unit to faces (m, d)."""
         x = _as_matrix(params, "params")
         return self.curves(self.axes @ (x - self.mean).T)
+
+    def sample(self, params, seed: int = 0) -> torch.Tensor:
+        """Responses (m, U) of the matched null units to faces (m, d): the fitted
+        response plus Gaussian noise of each unit's residual SD."""
+        fitted = self.predict(params)
+        gen = torch.Generator().manual_seed(seed)
+        return fitted + self.residual_sd * torch.randn(fitted.shape, generator=gen,
+                                                       dtype=torch.float64)
 
 
 def fit_axis_model(params, responses, n_knots: int = 5) -> AxisFit:
@@ -583,10 +598,7 @@ def matched_null(params, responses, n_knots: int = 5, seed: int = 0) -> torch.Te
     units, these say what a perfect axis unit with the same axis, anisotropy and noise
     would score. Returns (n, U)."""
     x, r = _check(params, responses)
-    fit = fit_axis_model(x, r, n_knots)
-    gen = torch.Generator().manual_seed(seed)
-    return fit.predict(x) + fit.residual_sd * torch.randn(r.shape, generator=gen,
-                                                          dtype=torch.float64)
+    return fit_axis_model(x, r, n_knots).sample(x, seed)
 
 
 def shape_preference(sta_axes, n_shape: int = 25) -> torch.Tensor:
@@ -605,6 +617,25 @@ def shape_preference(sta_axes, n_shape: int = 25) -> torch.Tensor:
 
 # --------------------------------------------------------------------------------------
 # Maps, engineered faces and calibrated verdicts
+
+
+def study_layers(layers, deep, n_early: int = 4) -> list:
+    """The layers a chapter studies: ``n_early`` layers spread evenly over those before
+    the ``deep`` ones (first and last included), then the deep layers, in order."""
+    deep = list(deep)
+    early = [name for name in layers if name not in deep]
+    if n_early < 1 or not early:
+        return deep
+    picks = np.unique(np.linspace(0, len(early) - 1, min(n_early, len(early))).round())
+    return [early[int(i)] for i in picks] + deep
+
+
+def sample_units(responses, n_units: int, seed: int = 0) -> torch.Tensor:
+    """Sorted columns of up to ``n_units`` units drawn at random (``seed``) among the
+    :func:`varying_units` of ``responses`` (all of them when there are fewer)."""
+    keep = torch.nonzero(varying_units(responses)).flatten()
+    gen = torch.Generator().manual_seed(seed)
+    return keep[torch.randperm(len(keep), generator=gen)[:n_units]].sort().values
 
 
 def varying_units(responses, min_active: float = 0.05) -> torch.Tensor:
@@ -690,18 +721,21 @@ def engineered_test(params, responses, respond, steps=(-2.0, -1.0, 0.0, 1.0, 2.0
     ``responses`` (n, U); :func:`engineered_faces` builds its series along the axis and
     along ``n_orthogonal`` orthogonal directions; ``respond`` maps faces (m, d) to the
     responses (m, U) of the same units (for a CNN: render, run the network; for a
-    simulated unit: its response function). One row per unit and direction: ``change``,
+    simulated unit: its response function); faces shared by several series (the mean
+    face) are passed once. One row per unit and direction: ``change``,
     the response range over the series in units of the unit's response SD over
     ``params``. An axis unit's orthogonal change is its noise alone."""
     x, r = _check(params, responses)
     axes = fit_axis_model(x, r).axes
     series = engineered_faces(x, axes, steps, n_orthogonal, seed)
     units, directions, n_steps, d = series.shape
-    out = _as_matrix(respond(series.reshape(-1, d)), "responses to the engineered faces")
-    if out.shape != (units * directions * n_steps, units):
-        raise ValueError(f"respond must return ({units * directions * n_steps}, {units}), "
+    # Every series passes through the mean face: it is rendered once.
+    faces, index = torch.unique(series.reshape(-1, d), dim=0, return_inverse=True)
+    out = _as_matrix(respond(faces), "responses to the engineered faces")
+    if out.shape != (len(faces), units):
+        raise ValueError(f"respond must return ({len(faces)}, {units}), "
                          f"got {tuple(out.shape)}")
-    own = out.reshape(units, directions, n_steps, units)[torch.arange(units), :, :,
+    own = out[index].reshape(units, directions, n_steps, units)[torch.arange(units), :, :,
                                                          torch.arange(units)]
     change = (own.amax(2) - own.amin(2)) / r.std(0)[:, None]  # (U, directions)
     names = ["axis"] + [f"orthogonal {k}" for k in range(1, directions)]

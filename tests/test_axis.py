@@ -324,3 +324,25 @@ def test_unit_table_and_controls_label_axis_and_exemplar_units(faces):
     assert accuracy.loc["axis, noise 0.3", "comparison"] >= 0.9
     for geometry in axis.GEOMETRIES:
         assert accuracy.loc[f"exemplar, {geometry}, width 0.6", "rule"] >= 0.8
+
+
+def test_study_layers_and_sample_units():
+    layers = [f"l{i}" for i in range(10)] + ["d1", "d2"]
+    assert axis.study_layers(layers, ["d1", "d2"], n_early=4) == ["l0", "l3", "l6", "l9",
+                                                                  "d1", "d2"]
+    assert axis.study_layers(["a", "d"], ["d"], n_early=4) == ["a", "d"]
+    r = torch.randn(100, 6, generator=torch.Generator().manual_seed(19), dtype=torch.float64)
+    r[:, 2] = 0.0  # silent: never sampled
+    chosen = axis.sample_units(r, 3, seed=1)
+    assert len(chosen) == 3 and 2 not in chosen.tolist()
+    assert chosen.tolist() == sorted(chosen.tolist())
+    assert axis.sample_units(r, 50).tolist() == [0, 1, 3, 4, 5]
+
+
+def test_null_and_exemplar_samples_keep_their_noise(faces):
+    r, units = axis.simulate_exemplar_units(faces, 4, noise=0.5, seed=20)
+    residual = units.sample(faces, seed=3) - units.signal(faces)
+    assert 0.45 < float(residual.std()) < 0.55
+    fit = axis.fit_axis_model(faces, r)
+    torch.testing.assert_close((fit.sample(faces, 4) - fit.predict(faces)).std(0),
+                               fit.residual_sd, rtol=0.1, atol=0)
