@@ -38,7 +38,8 @@ __all__ = [
     "ExemplarUnits", "GEOMETRIES", "fit_axis_model", "AxisFit", "matched_null", "shape_preference",
     "study_layers", "sample_units", "varying_units", "tuning_map", "engineered_series", "engineered_faces",
     "engineered_test", "engineered_ratio", "unit_table", "departing", "bootstrap_fraction",
-    "VERDICTS", "layer_verdict", "claim3_verdict", "control_populations",
+    "bootstrap_statistic",
+    "VERDICTS", "layer_verdict", "verdict_rule", "claim3_verdict", "control_populations",
     "control_accuracy",
 ]
 
@@ -312,8 +313,8 @@ def _whitener(x_train: torch.Tensor):
 def _exemplars(xw_train: torch.Tensor, r_train: torch.Tensor, bound: float):
     """Each unit's exemplar, from the isotropic quadratic fit r ~ a + b |x - x0|^2 (linear
     in [|x|^2, x], so one least-squares solve serves every unit): x0 = -c_x / (2 c_norm).
-    The exemplar is pulled in so that its whitened norm does not exceed the ``bound``
-    quantile of the training faces' whitened norms: an exemplar far outside the faces
+    The exemplar is pulled in so that its norm does not exceed the ``bound`` quantile of
+    the training faces' norms (inputs centred): an exemplar far outside the faces
     (a unit with no curvature gives one at infinity) would turn the exemplar model into
     an axis model. Returns the exemplars (U, d) and whether each was pulled to the bound."""
     design = torch.cat([(xw_train ** 2).sum(1, keepdim=True), xw_train], dim=1)
@@ -324,6 +325,28 @@ def _exemplars(xw_train: torch.Tensor, r_train: torch.Tensor, bound: float):
     norm = x0.norm(dim=1, keepdim=True)
     on_bound = norm[:, 0] > radius
     return torch.where(on_bound[:, None], x0 * radius / norm, x0), on_bound
+
+
+def _exemplar_model(spaces, r_train, bound: float, n_knots: int):
+    """The exemplar model in each geometry, ``spaces`` a sequence of (train, test) inputs
+    (whitened, then as given); per unit, the geometry with the smaller training error.
+    Returns the test predictions (m, U), whether the chosen exemplar sits on its bound
+    and whether the second geometry was chosen, both (U,)."""
+    best = None
+    for g, (train, test) in enumerate(spaces):
+        x0, on_bound = _exemplars(train, r_train, bound)
+        curves = fit_curves(torch.cdist(x0, train), r_train, n_knots)
+        sse = ((curves(torch.cdist(x0, train)) - r_train) ** 2).sum(0)
+        prediction = curves(torch.cdist(x0, test))
+        if best is None:
+            best = [sse, prediction, on_bound, torch.zeros_like(on_bound)]
+            continue
+        better = sse < best[0]
+        best[0] = torch.where(better, sse, best[0])
+        best[1] = torch.where(better, prediction, best[1])
+        best[2] = torch.where(better, on_bound, best[2])
+        best[3] = torch.where(better, torch.full_like(on_bound, g == 1), best[3])
+    return best[1], best[2], best[3]
 
 
 def _rbf(a, b, gamma):
@@ -408,15 +431,18 @@ def compare_models(params, responses, cv: int = 5, n_knots: int = 5,
     - ``linear``: ``r = w . x + b``;
     - ``axis``: ``r = f(w . x)``, ``w`` the unit's regression axis on the training faces
       and ``f`` a piecewise-linear spline with ``n_knots`` knots;
-    - ``exemplar``: ``r = g(|x - x0|)``, distance in the whitened parameter space, ``x0``
-      the centre of the unit's isotropic quadratic fit on the training faces, kept within
-      the ``exemplar_bound`` quantile of the faces' whitened norms, ``g`` a spline;
+    - ``exemplar``: ``r = g(|x - x0|)``, ``x0`` the centre of the unit's isotropic
+      quadratic fit on the training faces, kept within the ``exemplar_bound`` quantile of
+      the faces' norms, ``g`` a spline; distance either in the whitened space or in the
+      parameter space as given (:data:`GEOMETRIES`), whichever fits the unit's training
+      faces better (the same number of parameters either way);
     - ``reference``: RBF kernel ridge on the whitened parameters, bandwidth and penalty
       chosen per unit by leave-one-out inside each training fold
       (:func:`kernel_reference`), a model free of either assumption.
 
     Also per unit: ``exemplar_on_bound`` (share of folds whose fitted exemplar was pulled
-    to the bound), ``reference_scale`` and ``reference_alpha`` (the median choice over
+    to the bound), ``exemplar_normalized`` (share of folds where the parameter-space
+    geometry was chosen), ``reference_scale`` and ``reference_alpha`` (the median choice over
     folds). Every model is fitted to all units at once (shared designs and kernel
     features, batched small solves), so thousands of units cost seconds per fold.
     """
@@ -427,7 +453,7 @@ def compare_models(params, responses, cv: int = 5, n_knots: int = 5,
         raise ValueError(f"units {bad} give the same response to every face")
     models = ("linear", "axis", "exemplar", "reference")
     predictions = {m: torch.empty_like(r) for m in models}
-    on_bound, scales, alphas = [], [], []
+    on_bound, geometry, scales, alphas = [], [], [], []
     iterator = folds
     if progress:
         from tqdm.auto import tqdm
@@ -445,9 +471,10 @@ def compare_models(params, responses, cv: int = 5, n_knots: int = 5,
         predictions["axis"][test] = curves(axes @ (x_te - mean_x).T)
         whiten = _whitener(x_tr)
         xw_tr, xw_te = whiten(x_tr), whiten(x_te)
-        x0, bound = _exemplars(xw_tr, r_tr, exemplar_bound)
-        curves = fit_curves(torch.cdist(x0, xw_tr), r_tr, n_knots)
-        predictions["exemplar"][test] = curves(torch.cdist(x0, xw_te))
+        exemplar, bound, normalized = _exemplar_model(
+            ((xw_tr, xw_te), (x_tr - mean_x, x_te - mean_x)), r_tr, exemplar_bound, n_knots)
+        predictions["exemplar"][test] = exemplar
+        geometry.append(normalized.double())
         kernel = kernel_reference(xw_tr, r_tr, xw_te, kernel_scales, kernel_alphas,
                                   n_centres, seed + k)
         predictions["reference"][test] = kernel.prediction
@@ -457,6 +484,7 @@ def compare_models(params, responses, cv: int = 5, n_knots: int = 5,
     table = pd.DataFrame({m: _explained_variance(r, p).numpy()
                           for m, p in predictions.items()})
     table["exemplar_on_bound"] = torch.stack(on_bound).mean(0).numpy()
+    table["exemplar_normalized"] = torch.stack(geometry).mean(0).numpy()
     table["reference_scale"] = torch.stack(scales).median(0).values.numpy()
     table["reference_alpha"] = torch.stack(alphas).log().median(0).values.exp().numpy()
     return table
@@ -816,12 +844,23 @@ def bootstrap_fraction(flags, n_boot: int = 2000, level: float = 0.95, seed: int
     """The fraction of True ``flags`` and its percentile bootstrap interval (resampling
     the flags, i.e. the units): (fraction, low, high)."""
     f = np.asarray(flags, dtype=bool)
-    if f.ndim != 1 or f.size == 0:
-        raise ValueError("flags must be a non-empty 1-d array")
-    draws = np.random.default_rng(seed).integers(0, f.size, (n_boot, f.size))
-    means = f[draws].mean(1)
+    return bootstrap_statistic(f, np.mean, n_boot, level, seed)
+
+
+def bootstrap_statistic(values, statistic=np.median, n_boot: int = 2000,
+                        level: float = 0.95, seed: int = 0):
+    """``statistic`` of 1-d ``values`` and its percentile bootstrap interval (resampling
+    the values, e.g. units): (value, low, high)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or v.size == 0:
+        raise ValueError("values must be a non-empty 1-d array")
+    if not np.isfinite(v).all():
+        raise ValueError("values hold NaN or Inf")
+    draws = np.random.default_rng(seed).integers(0, v.size, (n_boot, v.size))
+    boot = statistic(v[draws], axis=1)
     tail = (1 - level) / 2
-    return float(f.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+    return (float(statistic(v)), float(np.quantile(boot, tail)),
+            float(np.quantile(boot, 1 - tail)))
 
 
 VERDICTS = ("holds", "partly holds", "does not hold")
@@ -840,6 +879,19 @@ def layer_verdict(low: float, high: float, holds_at: float = 0.5, fails_at: floa
     if high <= fails_at:
         return "does not hold"
     return "partly holds"
+
+
+def verdict_rule(effect_size: float = 0.05, quantile: float = 0.95, holds_at: float = 0.5,
+                 fails_at: float = 0.2) -> str:
+    """The decision rule of :func:`claim3_verdict`, in words, with its thresholds."""
+    return (f"A unit departs from the axis model when its reference-minus-axis gain in "
+            f"cross-validated EV exceeds its matched null's by at least {effect_size:g}, "
+            f"or its orthogonal/STA depth ratio exceeds the {quantile:.0%} quantile of its "
+            f"layer's matched nulls. A layer holds when the lower end of the 95% bootstrap "
+            f"interval (over units) of its departing fraction is at least {holds_at:g}, "
+            f"does not hold when the upper end is at most {fails_at:g}, and partly holds "
+            f"otherwise. Claim 3 holds for a network when every deep layer holds, does not "
+            f"hold when every deep layer does not hold, and partly holds otherwise.")
 
 
 def claim3_verdict(table: pd.DataFrame, deep_layers, effect_size: float = 0.05,

@@ -346,3 +346,18 @@ def test_null_and_exemplar_samples_keep_their_noise(faces):
     fit = axis.fit_axis_model(faces, r)
     torch.testing.assert_close((fit.sample(faces, 4) - fit.predict(faces)).std(0),
                                fit.residual_sd, rtol=0.1, atol=0)
+
+
+def test_bootstrap_statistic_interval_covers_the_median():
+    values = np.random.default_rng(0).normal(1.0, 1.0, 400)
+    median, low, high = axis.bootstrap_statistic(values)
+    assert low < median < high and low < 1.0 < high and high - low < 0.4
+    with pytest.raises(ValueError, match="NaN"):
+        axis.bootstrap_statistic([1.0, np.nan])
+    with pytest.raises(ValueError, match="non-empty"):
+        axis.bootstrap_fraction([])
+
+
+def test_verdict_rule_states_the_thresholds():
+    text = axis.verdict_rule(effect_size=0.07, holds_at=0.6, fails_at=0.1)
+    assert "0.07" in text and "0.6" in text and "0.1" in text and "95%" in text
