@@ -904,18 +904,25 @@ def claim3_verdict(table: pd.DataFrame, deep_layers, effect_size: float = 0.05,
     ``"holds"`` when every layer of ``deep_layers`` holds, ``"does not hold"`` when none
     of them departs (every one "does not hold"), and ``"partly holds"`` otherwise.
     Returns {"layers": {layer: {units, departing_fraction, low, high, by_gain,
-    by_orthogonal, verdict}}, "verdict": str}."""
+    by_orthogonal, excess_gain (median of the unit's gain minus its null's, with
+    excess_gain_low and excess_gain_high, its bootstrap interval), verdict}},
+    "verdict": str}."""
     flags = departing(table, effect_size, quantile)
     deep_layers = list(deep_layers)
     missing = [name for name in deep_layers if name not in set(flags.layer)]
     if not deep_layers or missing:
         raise ValueError(f"deep layers {missing or deep_layers} have no units in the table")
+    excess = table.gain - table.gain_null
     layers = {}
     for name, part in flags.groupby("layer", sort=False):
         fraction, low, high = bootstrap_fraction(part.departs, n_boot, seed=seed)
+        gain, gain_low, gain_high = bootstrap_statistic(excess[part.index], np.median,
+                                                        n_boot, seed=seed)
         layers[name] = {"units": len(part), "departing_fraction": fraction, "low": low,
                         "high": high, "by_gain": float(part.by_gain.mean()),
                         "by_orthogonal": float(part.by_orthogonal.mean()),
+                        "excess_gain": gain, "excess_gain_low": gain_low,
+                        "excess_gain_high": gain_high,
                         "verdict": layer_verdict(low, high, holds_at, fails_at)}
     deep = [layers[name]["verdict"] for name in deep_layers]
     if all(v == "holds" for v in deep):

@@ -299,6 +299,7 @@ def test_claim3_verdict_for_each_outcome(shares, expected):
     layer = out["layers"]["deep0"]
     assert layer["low"] <= layer["departing_fraction"] <= layer["high"]
     assert layer["departing_fraction"] == pytest.approx(shares[0], abs=1e-9)
+    assert layer["excess_gain_low"] <= layer["excess_gain"] <= layer["excess_gain_high"]
     with pytest.raises(ValueError, match="no units"):
         axis.claim3_verdict(table, ["missing"])
 

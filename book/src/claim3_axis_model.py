@@ -4,11 +4,12 @@
 # Chang & Tsao (2017) proposed that a macaque face cell is an *axis unit*: its response
 # depends on a face only through the face's projection on one axis of the 50-d
 # shape-appearance space, `r = f(w . x)`. Along the axis the response ramps; along every
-# direction orthogonal to it the response is flat. They reported that cells' tuning along
-# the longest axis orthogonal to the spike-triggered average (STA) was flat, and that
-# faces engineered to move only orthogonally to a cell's axis left its response
+# direction orthogonal to it the response is flat. They reported that cells' tuning
+# along the longest axis orthogonal to the spike-triggered average (STA) was flat, and
+# that faces engineered to move only orthogonally to a cell's axis left its response
 # unchanged (Chang & Tsao 2017, Figs. 3-4; a literature value, not measured here). Sun,
-# Dong & Hu's third claim is that face-CNN units are *not* adequately described this way.
+# Dong & Hu's third claim is that face-CNN units are *not* adequately described this
+# way.
 #
 # With 2,000 faces and deterministic units, almost any nonlinearity is *detectable*; the
 # question is whether it is *large*. So the chapter judges the claim by effect size, on
@@ -21,29 +22,29 @@
 # residual SD (`axis.matched_null`). A unit **departs from the axis model** when either
 #
 # 1. **model comparison, by effect size**: the gain of a free reference model over the
-#    axis model (cross-validated EV of kernel ridge minus that of `f(w . x)`) exceeds the
-#    same gain of its matched null by at least **0.05 EV**; or
+#    axis model (cross-validated EV of kernel ridge minus that of `f(w . x)`) exceeds
+#    the same gain of its matched null by at least **0.05 EV**; or
 # 2. **orthogonal tuning**: its modulation depth along the longest orthogonal axis,
 #    relative to that along the STA, exceeds the 95th percentile of its layer's matched
 #    nulls.
 #
-# Why 0.05: it is a twentieth of the unit's variance, the smallest miss that changes how
-# one would describe a unit (an axis model at EV 0.45 against a free model at 0.50); it
-# lies well above the spread of the matched nulls' own gains (measured below), and well
-# below what a pure exemplar unit gains (0.2 EV or more in the controls). The orthogonal
+# Why 0.05: it is a twentieth of a unit's variance, the smallest miss that would change
+# how one describes a unit (an axis model at EV 0.45 beside a free model at 0.50). It is
+# fixed before the CNN results; the controls below check that it lies above the scatter
+# of true axis units' gains and below the gains of exemplar units. The orthogonal
 # criterion keeps Chang & Tsao's own test in the rule, calibrated by the nulls.
 #
 # A **layer**'s departing fraction gets a 95% bootstrap interval over its units. The
 # layer's verdict is **"holds"** when the interval's lower end is at least 0.5 (most
 # units depart), **"does not hold"** when its upper end is at most 0.2 (the axis model
-# suffices for at least four units in five; pure axis units land near 0.05), and **"partly
-# holds"** otherwise. The **claim**, per network, is judged in its deep layers
-# (`experiment.deep_layers`): it holds when every deep layer holds, does not hold when
-# every deep layer does not hold, and partly holds otherwise. `facelin.axis.claim3_verdict`
-# implements this rule; no verdict below is typed.
+# suffices for at least four units in five; by construction pure axis units land near
+# 0.05), and **"partly holds"** otherwise. The **claim**, per network, is judged in its
+# deep layers (`experiment.deep_layers`): it holds when every deep layer holds, does not
+# hold when every deep layer does not hold, and partly holds otherwise.
+# `facelin.axis.claim3_verdict` implements this rule; no verdict below is typed.
 
 # %%
-N_UNITS = 200         # units per convolutional layer (of the 512 recorded; all of smaller ones)
+N_UNITS = 200         # units per large layer (of the 512 recorded; all of smaller ones)
 N_SIMULATED = 100     # simulated units per control population
 N_ENGINEERED = 40     # random units per deep layer for the engineered faces
 CV = 5                # outer folds of the model comparison
@@ -52,6 +53,7 @@ SEED = 0
 
 # %%
 import time
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -60,13 +62,17 @@ import seaborn as sns
 import torch
 
 from facelin import axis, experiment, findings
+from tqdm import TqdmWarning
 
+warnings.filterwarnings("ignore", category=TqdmWarning)  # no widgets: plain text bars
 plt.rcParams["figure.dpi"] = 80
+START = time.perf_counter()
 stim = experiment.stimuli(2000, seed=SEED, progress=False)
 x = torch.from_numpy(stim.normalized)  # Chang & Tsao's analysis normalisation
-LAYERS = {net: axis.study_layers(experiment.analysis_layers(net), experiment.deep_layers(net))
-          for net in experiment.NETWORKS}
-VARIANTS = [(net, pretrained) for net in experiment.NETWORKS for pretrained in (True, False)]
+NETWORKS = experiment.NETWORKS
+LAYERS = {net: axis.study_layers(experiment.analysis_layers(net),
+                                 experiment.deep_layers(net)) for net in NETWORKS}
+VARIANTS = [(net, pretrained) for net in NETWORKS for pretrained in (True, False)]
 pd.DataFrame({net: pd.Series(layers) for net, layers in LAYERS.items()})
 
 # %% [markdown]
@@ -81,15 +87,16 @@ pd.DataFrame({net: pd.Series(layers) for net, layers in LAYERS.items()})
 # `axis.compare_models` gives every unit four cross-validated EVs (5 outer folds):
 #
 # - **linear**, `w . x + b`;
-# - **axis**, `f(w . x)`, `w` the unit's regression axis and `f` a piecewise-linear spline;
+# - **axis**, `f(w . x)`, `w` the unit's regression axis and `f` a piecewise-linear
+#   spline;
 # - **exemplar**, `g(|x - x0|)`, `x0` from an isotropic quadratic fit, kept within the
-#   95th percentile of the faces' norms (an exemplar far outside the faces makes
-#   `g(|x - x0|)` an axis model in disguise), with distances either in the whitened space
-#   or in the normalised space, whichever fits the training faces better;
-# - **reference**, RBF kernel ridge on the whitened parameters, free of either assumption,
-#   its bandwidth (0.5, 1 or 2 times the median distance) and penalty chosen **per unit**
-#   by exact leave-one-out inside each training fold (nested, so the outer folds judge
-#   the choice too).
+#   95th percentile of the faces' norms (an exemplar far outside the faces makes `g(|x -
+#   x0|)` an axis model in disguise), with distances either in the whitened space or in
+#   the normalised space, whichever fits the training faces better;
+# - **reference**, RBF kernel ridge on the whitened parameters, free of either
+#   assumption, its bandwidth (0.5, 1 or 2 times the median distance) and penalty chosen
+#   **per unit** by exact leave-one-out inside each training fold (nested, so the outer
+#   folds judge the choice too).
 #
 # All units are fitted together: the kernel features of each bandwidth and every linear
 # design are shared by all units, and the many small spline fits are batched.
@@ -108,8 +115,7 @@ populations = axis.control_populations(x, n_units=N_SIMULATED, seed=SEED)
 control_table = axis.unit_table(x, {k: v["responses"] for k, v in populations.items()},
                                 cv=CV, seed=SEED)
 controls = axis.control_accuracy(control_table, populations, effect_size=EFFECT_SIZE)
-null_gain_sd = float(control_table[control_table.layer.str.startswith("axis")]
-                     .gain_null.std())
+excess = (control_table.gain - control_table.gain_null).groupby(control_table.layer)
 columns = ["flatness", "comparison", "rule", "departing_fraction", "low", "high",
            "verdict", "exemplar_on_bound"]
 controls.set_index("population")[columns].round(2)
@@ -125,33 +131,38 @@ controls.set_index("population")[columns].round(2)
 # %% tags=["nbval-check-output"]
 is_axis = controls.kind == "axis"
 flat_by_geometry = controls[~is_axis].groupby("geometry").flatness
-print("matched nulls' gain SD (axis populations):", f"{null_gain_sd:.2g}")
+axis_sd = excess.std()[controls.population[is_axis]].max()
+exemplar_median = excess.median()[controls.population[~is_axis]]
+print(f"gain beyond the null, SD over axis units: {axis_sd:.2g}; median over exemplar "
+      f"units: {exemplar_median.min():.2g} to {exemplar_median.max():.2g}")
 print("axis populations judged 'does not hold':",
       bool((controls[is_axis].verdict == "does not hold").all()))
 print("exemplar populations judged 'holds' in both geometries:",
       bool((controls[~is_axis].verdict == "holds").all()))
-print("flatness catches exemplar units, whitened geometry:",
-      f"{flat_by_geometry.min()['whitened']:.2f} to {flat_by_geometry.max()['whitened']:.2f}")
-print("flatness catches exemplar units, normalised geometry:",
-      f"{flat_by_geometry.min()['normalized']:.2f} to "
-      f"{flat_by_geometry.max()['normalized']:.2f}")
+for geometry in axis.GEOMETRIES:
+    low, high = flat_by_geometry.min()[geometry], flat_by_geometry.max()[geometry]
+    print(f"flatness catches {geometry} exemplar units: {low:.2f} to {high:.2f}")
 
 # %% [markdown]
-# The rule labels every simulated population as it should. The matched nulls' gains
-# scatter far less than the 0.05 EV effect size, so an axis unit rarely crosses it by
-# chance; the axis populations' departing fraction (a few percent, mostly from the
-# orthogonal criterion's 5% tail) stays far below 0.2.
+# The rule labels every simulated population as it should. For a true axis unit the gain
+# of the reference beyond that of its matched null scatters by well under 0.01 EV, so no
+# axis unit crosses the 0.05 effect size; the axis populations' few departing units come
+# from the orthogonal criterion's 5% tail. Exemplar units gain about 0.1 EV beyond their
+# nulls in the normalised geometry and about 0.25 in the whitened one.
 #
-# The flatness test alone is another matter, and its verdict depends on the geometry of
-# the exemplar units. Exemplar units isotropic in the *whitened* space look flat along
-# the longest orthogonal axis (in 50 dimensions a broad Gaussian bump varies little along
-# any one direction beside the binning noise), so the test misses most of them; exemplar
-# units isotropic in the *normalised* space, where the faces spread unevenly, are caught
-# almost always. "Flatness cannot tell exemplar from axis units" is thus a property of one
-# control geometry, not of the test. The rule above catches both. For exemplar units in
-# the normalised geometry the fitted exemplar often sits on its bound (the isotropic
-# quadratic fit misplaces an anisotropic bump), and the axis-versus-exemplar comparison
-# is less sure there; the free reference still finds them.
+# The flatness test alone is another matter, and what it shows depends on the geometry
+# of the exemplar units. Exemplar units isotropic in the *whitened* space look flat
+# along the longest orthogonal axis (in 50 dimensions a broad Gaussian bump varies
+# little along any one direction beside the binning noise), so the test misses most of
+# them; exemplar units isotropic in the *normalised* space, where the faces spread
+# unevenly, are caught every time. "Flatness cannot tell exemplar from axis units" is
+# thus a property of one control geometry, not of the test. The rule above catches both.
+#
+# The exemplar fit deserves the same care: a true exemplar unit's fitted exemplar lies
+# inside the faces in most folds when its tuning is broad, but for narrow tuning, and
+# for most exemplar units of the normalised geometry, the isotropic quadratic fit
+# misplaces the bump and the exemplar is pulled to its bound; a pure axis unit's
+# exemplar is always on the bound (it has no curvature toward any face).
 #
 # ## The CNN units
 #
@@ -167,7 +178,8 @@ def analyse(network, pretrained):
     pop = experiment.population(stim, network, pretrained=pretrained, progress=False)
     layers = {name: pop.layer(name).double() for name in LAYERS[network]}
     chosen = {name: axis.sample_units(r, N_UNITS if r.shape[1] > 256 else r.shape[1],
-                                      seed=SEED + i) for i, (name, r) in enumerate(layers.items())}
+                                      seed=SEED + i)
+              for i, (name, r) in enumerate(layers.items())}
     responses = {name: layers[name][:, c] for name, c in chosen.items()}
     start = time.perf_counter()
     table = axis.unit_table(x, responses, cv=CV, seed=SEED)
@@ -195,18 +207,20 @@ verdicts = {(net, pretrained): axis.claim3_verdict(results[(net, pretrained)][2]
                                                    effect_size=EFFECT_SIZE, seed=SEED)
             for net, pretrained in VARIANTS}
 layer_table = pd.concat({(net, state(p)): pd.DataFrame(v["layers"]).T
-                         for (net, p), v in verdicts.items()}, names=["network", "", "layer"])
+                         for (net, p), v in verdicts.items()},
+                        names=["network", "", "layer"])
 layer_table.round(3)
 
 # %%
-fig, axes = plt.subplots(1, len(experiment.NETWORKS), figsize=(6 * len(experiment.NETWORKS), 3.4),
-                         squeeze=False)
-for ax, net in zip(axes[0], experiment.NETWORKS):
+WIDE = {"figsize": (6 * len(NETWORKS), 3.4), "squeeze": False}
+fig, axes = plt.subplots(1, len(NETWORKS), **WIDE)
+for ax, net in zip(axes[0], NETWORKS):
     for shift, pretrained in ((-0.15, True), (0.15, False)):
         t = layer_table.loc[(net, state(pretrained))]
-        f = t.departing_fraction.astype(float)
-        ax.errorbar(np.arange(len(t)) + shift, f, yerr=[f - t.low.astype(float),
-                    t.high.astype(float) - f], fmt="o", capsize=3, label=state(pretrained))
+        t = t.astype({"departing_fraction": float, "low": float, "high": float})
+        f = t.departing_fraction
+        ax.errorbar(np.arange(len(t)) + shift, f, yerr=[f - t.low, t.high - f], fmt="o",
+                    capsize=3, label=state(pretrained))
     ax.axhspan(0.5, 1, color="tab:red", alpha=0.08)
     ax.axhspan(0, 0.2, color="tab:green", alpha=0.08)
     ax.set_xticks(range(len(t)), [n.split(".")[0] for n in t.index], rotation=30)
@@ -222,10 +236,20 @@ fig.tight_layout()
 for (net, pretrained), v in verdicts.items():
     deep = layer_table.loc[(net, state(pretrained))].loc[experiment.deep_layers(net)]
     spans = ", ".join(f"{name.split('.')[0]} {row.departing_fraction:.3g} "
-                      f"[{row.low:.3g}, {row.high:.3g}]" for name, row in deep.iterrows())
+                      f"[{row.low:.3g}, {row.high:.3g}]"
+                      for name, row in deep.iterrows())
     print(f"{net}, {state(pretrained)}: claim 3 {v['verdict']} (departing: {spans})")
 
 # %% [markdown]
+# In dlib's trained network the departing fraction falls with depth: a fifth to a
+# quarter of the units of the early and middle layers depart, mostly by their orthogonal
+# tuning, and about a tenth of the units of the deep layers, where the interval stays
+# below 0.2. By the rule, claim 3 does not hold for dlib's network: the axis model
+# suffices for at least four deep units in five. The untrained network of the same
+# architecture departs more, through the model comparison, in a quarter to a third of
+# its deep units: training made the deep units *closer* to axis units, not further from
+# them.
+#
 # ## How large are the departures?
 #
 # Median cross-validated EV of each model per layer, and the median gain of the
@@ -235,21 +259,33 @@ for (net, pretrained), v in verdicts.items():
 ev_columns = ["linear", "axis", "exemplar", "reference", "gain", "gain_null",
               "exemplar_on_bound", "reference_scale"]
 medians = pd.concat({(net, state(p)): results[(net, p)][2].groupby("layer", sort=False)
-                     [ev_columns].median() for net, p in VARIANTS}, names=["network", "", "layer"])
+                     [ev_columns].median() for net, p in VARIANTS},
+                    names=["network", "", "layer"])
 medians.round(3)
 
 # %%
-fig, axes = plt.subplots(1, len(experiment.NETWORKS), figsize=(5 * len(experiment.NETWORKS), 3.6),
-                         squeeze=False)
-for ax, net in zip(axes[0], experiment.NETWORKS):
+fig, axes = plt.subplots(1, len(NETWORKS), **WIDE)
+for ax, net in zip(axes[0], NETWORKS):
     t = results[(net, True)][2]
     t = t[t.layer.isin(experiment.deep_layers(net))]
     sns.scatterplot(data=t, x="gain_null", y="gain", hue="layer", s=10, ax=ax)
-    lo, hi = float(t[["gain", "gain_null"]].min().min()), float(t[["gain", "gain_null"]].max().max())
+    lo, hi = float(t.gain_null.min()), float(t.gain_null.max())
     ax.plot([lo, hi], [lo + EFFECT_SIZE, hi + EFFECT_SIZE], "k--", lw=1)
     ax.set(title=f"{net}, trained, deep layers", xlabel="gain of the matched null (EV)",
            ylabel="gain of the CNN unit (EV)")
 fig.tight_layout()
+
+# %% tags=["nbval-check-output"]
+for (net, pretrained), v in verdicts.items():
+    spans = ", ".join(f"{name.split('.')[0]} {v['layers'][name]['excess_gain']:.3g} "
+                      f"[{v['layers'][name]['excess_gain_low']:.3g}, "
+                      f"{v['layers'][name]['excess_gain_high']:.3g}]"
+                      for name in experiment.deep_layers(net))
+    print(f"{net}, {state(pretrained)}: median gain beyond the null (EV): {spans}")
+    t = results[(net, pretrained)][2]
+    limit = t.groupby("layer").gain_null.transform(lambda v: v.quantile(0.95))
+    beyond = (t.gain > limit)[t.layer.isin(experiment.deep_layers(net))].mean()
+    print(f"  deep units whose gain exceeds the nulls' 95th percentile: {beyond:.3g}")
 
 # %% [markdown]
 # Each point is a unit: its reference-minus-axis gain against that of its matched null.
@@ -274,21 +310,23 @@ for net, pretrained in VARIANTS:
 # and along the longest orthogonal axis, with the matched null's curves in grey:
 
 # %%
-fig, axes = plt.subplots(len(experiment.NETWORKS), 6, figsize=(15, 2.6 * len(experiment.NETWORKS)),
+fig, axes = plt.subplots(len(NETWORKS), 6, figsize=(15, 2.6 * len(NETWORKS)),
                          squeeze=False)
-for row, net in zip(axes, experiment.NETWORKS):
-    r = results[(net, True)][1][experiment.descriptor_layer(net)]
+for row, net in zip(axes, NETWORKS):
+    layer = experiment.descriptor_layer(net)
+    r = results[(net, True)][1][layer]
     picks = np.random.default_rng(SEED).choice(r.shape[1], 3, replace=False)
     for k, j in enumerate(picks):
         unit, null = r[:, j:j + 1], axis.matched_null(x, r[:, j:j + 1], seed=SEED)
         sta = axis.sta(x, unit)
+        orthogonal = axis.orthogonal_axis(x, sta)
         for ax, direction, label in ((row[2 * k], sta, "STA"),
-                                     (row[2 * k + 1], axis.orthogonal_axis(x, sta), "orthogonal")):
+                                     (row[2 * k + 1], orthogonal, "orthogonal")):
             for rr, colour in ((null, "0.6"), (unit, "tab:blue")):
                 t = axis.tuning(x, rr, direction)
                 ax.errorbar(t.centres[0], t.mean[0], t.sem[0], color=colour, lw=1)
-            ax.set_title(f"{net} #{int(results[(net, True)][0][experiment.descriptor_layer(net)][j])}: "
-                         f"{label}", fontsize=8)
+            column = int(results[(net, True)][0][layer][j])
+            ax.set_title(f"{net} #{column}: {label}", fontsize=8)
 fig.tight_layout()
 
 # %% [markdown]
@@ -305,28 +343,30 @@ def axes_summary(responses):
     rows = {}
     for name, r in responses.items():
         sta = axis.sta(x, r)
-        rows[name] = {"STA-regression angle": float(axis.axis_angle(sta, axis.regression_axis(x, r)).median()),
-                      "SPI": float(axis.shape_preference(sta, stim.space.n_shape).median())}
+        angle = axis.axis_angle(sta, axis.regression_axis(x, r))
+        spi = axis.shape_preference(sta, stim.space.n_shape)
+        rows[name] = {"STA-regression angle": float(angle.median()),
+                      "SPI": float(spi.median())}
     return pd.DataFrame(rows).T
 
 
-axes_table = pd.concat({net: axes_summary(results[(net, True)][1]) for net in experiment.NETWORKS})
+axes_table = pd.concat({net: axes_summary(results[(net, True)][1]) for net in NETWORKS})
 axes_table.round(2)
 
 # %% [markdown]
 # ## Engineered faces
 #
 # Chang & Tsao's decisive test: faces that move only orthogonally to a unit's axis.
-# `axis.engineered_test` builds, from the mean face, a series along the unit's regression
-# axis and along two orthogonal directions (the longest orthogonal axis of the faces,
-# then a random one), each over -2 to +2 SD of the faces along it in 5 steps; the faces
-# are rendered by the face space and run through the network. The response change is the
-# range over a series in units of the unit's SD over the 2,000 stimuli, and each unit's
-# **orthogonal/axis ratio** is its median orthogonal change over its change along the
-# axis. `N_ENGINEERED` random units per deep layer of each trained network are tested,
-# beside their matched nulls (an axis unit with the unit's noise changes orthogonally by
-# its noise alone) and beside simulated exemplar units of both geometries (width 0.6,
-# noise 0.3).
+# `axis.engineered_test` builds, from the mean face, a series along the unit's
+# regression axis and along two orthogonal directions (the longest orthogonal axis of
+# the faces, then a random one), each over -2 to +2 SD of the faces along it in 5 steps;
+# the faces are rendered by the face space and run through the network. The response
+# change is the range over a series in units of the unit's SD over the 2,000 stimuli,
+# and each unit's **orthogonal/axis ratio** is its median orthogonal change over its
+# change along the axis. `N_ENGINEERED` random units per deep layer of each trained
+# network are tested, beside their matched nulls (an axis unit with the unit's noise
+# changes orthogonally by its noise alone) and beside simulated exemplar units of both
+# geometries (width 0.6, noise 0.3).
 
 # %%
 def render(faces):
@@ -343,12 +383,12 @@ def engineered(net, layer, seed=SEED):
     cnn = axis.engineered_test(x, r, lambda f: experiment.layer_responses(
         *render(f), layer, net, pretrained=True)[:, columns].double(), seed=seed)
     fit = axis.fit_axis_model(x, r)
-    null = axis.engineered_test(x, fit.sample(x, seed), lambda f: fit.sample(f, seed + 1),
-                                seed=seed)
+    null = axis.engineered_test(x, fit.sample(x, seed),
+                                lambda f: fit.sample(f, seed + 1), seed=seed)
     return {"CNN unit": cnn, "matched null": null}
 
 # %%
-tests = {(net, layer): engineered(net, layer) for net in experiment.NETWORKS
+tests = {(net, layer): engineered(net, layer) for net in NETWORKS
          for layer in experiment.deep_layers(net)}
 for geometry in axis.GEOMETRIES:
     r, units = axis.simulate_exemplar_units(x, N_ENGINEERED, noise=0.3, width=0.6,
@@ -360,8 +400,8 @@ for (net, layer), by_kind in tests.items():
     for kind, t in by_kind.items():
         ratio = axis.engineered_ratio(t).to_numpy()
         median, low, high = axis.bootstrap_statistic(ratio, seed=SEED)
-        rows.append({"network": net, "layer": layer, "units": kind, "median ratio": median,
-                     "low": low, "high": high,
+        rows.append({"network": net, "layer": layer, "units": kind,
+                     "median ratio": median, "low": low, "high": high,
                      "axis change": t[t.direction == "axis"].change.median()})
 engineered_table = pd.DataFrame(rows)
 engineered_table.round(3)
@@ -388,19 +428,28 @@ print("simulated exemplar units:", ", ".join(
     f"{row.layer} {row['median ratio']:.2g}" for _, row in exemplar_rows.iterrows()))
 
 # %% [markdown]
+# The engineered faces agree. A random deep unit of the trained network changes along
+# the orthogonal directions by about a sixth of its change along its axis: less than a
+# matched axis unit with the unit's residual SD as noise (whose orthogonal change is
+# that noise alone, about half its axis change), and less than simulated exemplar units.
+# A CNN unit is deterministic: what the axis model leaves unexplained is not noise, and
+# little of it shows up as smooth change along directions orthogonal to the axis through
+# the mean face.
+#
 # One example: a random unit of the first network's descriptor, its engineered faces
 # (top row along its axis, the others orthogonal) and its responses to them.
 
 # %%
 STEPS = np.linspace(-2, 2, 5)
-net = experiment.NETWORKS[0]
-layer = experiment.descriptor_layer(net)
+net, layer = NETWORKS[0], experiment.descriptor_layer(NETWORKS[0])
 r = results[(net, True)][1][layer]
 j = int(np.random.default_rng(SEED + 1).integers(r.shape[1]))
-series = axis.engineered_faces(x, axis.regression_axis(x, r[:, j:j + 1]), STEPS, seed=SEED)[0]
+w = axis.regression_axis(x, r[:, j:j + 1])
+series = axis.engineered_faces(x, w, STEPS, seed=SEED)[0]
 chips, landmarks = render(series.reshape(-1, x.shape[1]))
 column = int(results[(net, True)][0][layer][j])
-curve = experiment.layer_responses(chips, landmarks, layer, net)[:, column].reshape(3, -1)
+curve = experiment.layer_responses(chips, landmarks, layer, net)[:, column]
+curve = curve.reshape(3, -1)
 fig, axes = plt.subplots(3, 6, figsize=(11, 5.6))
 for d in range(3):
     for s in range(len(STEPS)):
@@ -408,7 +457,8 @@ for d in range(3):
         axes[d, s].set_xticks([]), axes[d, s].set_yticks([])
     axes[d, 0].set_ylabel("axis" if d == 0 else f"orthogonal {d}")
     axes[d, 5].plot(STEPS, curve[d] / r[:, j].std(), "o-")
-    axes[d, 5].set(ylim=axes[0, 5].get_ylim() if d else None, xlabel="step (SD)")
+    axes[d, 5].set(ylim=(float(curve.min() / r[:, j].std()) - 0.2,
+                         float(curve.max() / r[:, j].std()) + 0.2), xlabel="step (SD)")
 fig.tight_layout()
 
 # %%
@@ -437,17 +487,52 @@ findings.save("claim3_axis_model", {
                          "holds_at": 0.5, "fails_at": 0.2},
     "verdict_rule": axis.verdict_rule(EFFECT_SIZE),
     "layers": {net: {state(p): layer_findings(net, p) for p in (True, False)}
-               for net in experiment.NETWORKS},
-    "verdict": {net: verdicts[(net, True)]["verdict"] for net in experiment.NETWORKS},
-    "verdict_untrained": {net: verdicts[(net, False)]["verdict"]
-                          for net in experiment.NETWORKS},
-    "controls": {"axis": control_findings("axis"), "exemplar": control_findings("exemplar"),
-                 "null_gain_sd": null_gain_sd},
+               for net in NETWORKS},
+    "verdict": {net: verdicts[(net, True)]["verdict"] for net in NETWORKS},
+    "verdict_untrained": {net: verdicts[(net, False)]["verdict"] for net in NETWORKS},
+    "controls": {"axis": control_findings("axis"), "axis_excess_gain_sd": axis_sd,
+                 "exemplar": control_findings("exemplar")},
     "engineered_ratio": {f"{row.network} {row.layer} {row.units}": {
         "median": row["median ratio"], "low": row.low, "high": row.high}
         for _, row in engineered_table.iterrows()},
     "sta_regression_angle": {net: axes_table.loc[net]["STA-regression angle"].to_dict()
-                             for net in experiment.NETWORKS},
-    "spi_median": {net: axes_table.loc[net]["SPI"].to_dict() for net in experiment.NETWORKS},
-    "model_comparison_seconds": {f"{net} {state(p)}": r[3] for (net, p), r in results.items()},
+                             for net in NETWORKS},
+    "spi_median": {net: axes_table.loc[net]["SPI"].to_dict() for net in NETWORKS},
 });
+
+# %% [markdown]
+# ## Verdict
+#
+# Claim 3, "CNN units are not adequately described by the axis model", judged per
+# network by the rule stated at the top (effect size 0.05 EV beyond the matched null, or
+# orthogonal tuning beyond the nulls' 95th percentile; the departing fraction of every
+# deep layer at or above 0.5 for "holds", at or below 0.2 for "does not hold"):
+
+# %% tags=["nbval-check-output"]
+for net in NETWORKS:
+    print(f"{net}: claim 3 {verdicts[(net, True)]['verdict']} "
+          f"(untrained control: {verdicts[(net, False)]['verdict']})")
+
+# %% [markdown]
+# Judged by significance, the claim would look much stronger: most deep units' gains
+# exceed the 95th percentile of their nulls' gains (printed above), since with 2,000
+# faces and deterministic units even a gain of 0.02 EV is detectable. Judged by size,
+# the departures are small: the median deep unit gains about 0.02 EV beyond its null
+# from a free model, under half the effect size, and its fitted exemplar always sits on
+# the edge of the faces (no unit curves toward a preferred face inside them). The axis
+# model is an adequate description of most deep units of the trained network, by Chang &
+# Tsao's flatness and engineered-face tests and by the model comparison alike; the
+# minority that depart do so mostly through orthogonal tuning. This fits claim 1: a
+# population whose units are close to functions of one projection each is linearly
+# decodable.
+#
+# Two cautions. What no model explains here is structure that the 50 parameters of this
+# face space do not capture, not noise; the matched nulls treat it as noise, which makes
+# them conservative for the orthogonal criterion. And the untrained network, whose deep
+# units the axis model fits far better in absolute terms (median EV about 0.8), departs
+# more by the model comparison: its units are smoother functions of the faces, so a free
+# model recovers more of what one projection misses. Closeness to the axis model is
+# therefore not simply a product of face training.
+
+# %%
+print(f"chapter run time: {time.perf_counter() - START:.0f} s")
