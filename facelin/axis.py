@@ -5,8 +5,8 @@ one projection only: ``r = f(w . x)``, ramp-shaped along its axis ``w`` and flat
 every orthogonal direction. This module measures how far real units are from that:
 
 - :func:`sta` and :func:`regression_axis`: the unit's axis, two ways;
-- :func:`tuning`, :func:`orthogonal_axis`, :func:`flatness`: binned tuning along the axis
-  and along the longest orthogonal axis, and statistics of both;
+- :func:`tuning`, :func:`orthogonal_axis`, :func:`flatness`: binned tuning along the
+  axis and along the longest orthogonal axis, and statistics of both;
 - :func:`compare_models`: cross-validated explained variance of the linear, axis,
   exemplar and a free reference model (kernel ridge tuned per unit), per unit, for
   thousands of units at once;
@@ -34,25 +34,27 @@ from . import linalg
 __all__ = [
     "sta", "regression_axis", "axis_angle", "tuning", "Tuning", "orthogonal_axis",
     "flatness", "fold_indices", "fit_curves", "Curves", "kernel_features",
-    "kernel_reference", "KernelFit", "compare_models", "simulate_axis_units", "simulate_exemplar_units",
-    "ExemplarUnits", "GEOMETRIES", "fit_axis_model", "AxisFit", "matched_null", "shape_preference",
-    "study_layers", "sample_units", "varying_units", "tuning_map", "engineered_series", "engineered_faces",
-    "engineered_test", "engineered_ratio", "unit_table", "departing", "bootstrap_fraction",
-    "bootstrap_statistic",
-    "VERDICTS", "layer_verdict", "verdict_rule", "claim3_verdict", "control_populations",
-    "control_accuracy",
+    "kernel_reference", "KernelFit", "compare_models", "simulate_axis_units",
+    "simulate_exemplar_units", "ExemplarUnits", "GEOMETRIES", "fit_axis_model",
+    "AxisFit", "matched_null", "shape_preference", "study_layers", "sample_units",
+    "varying_units", "tuning_map", "engineered_series", "engineered_faces",
+    "engineered_test", "engineered_ratio", "unit_table", "departing",
+    "bootstrap_fraction", "bootstrap_statistic", "VERDICTS", "layer_verdict",
+    "verdict_rule", "claim3_verdict", "control_populations", "control_accuracy",
 ]
 
 
 def _as_matrix(x, name: str) -> torch.Tensor:
-    t = torch.as_tensor(x.detach().cpu() if isinstance(x, torch.Tensor) else np.asarray(x))
+    raw = x.detach().cpu() if isinstance(x, torch.Tensor) else np.asarray(x)
+    t = torch.as_tensor(raw)
     if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
         raise TypeError(f"{name} must hold real numbers, got {t.dtype}")
     t = t.to(torch.float64)
     if t.dim() == 1:
         t = t[:, None]
     if t.dim() != 2:
-        raise ValueError(f"{name} must be 2-d (faces x columns), got shape {tuple(t.shape)}")
+        raise ValueError(f"{name} must be 2-d (faces x columns), got shape "
+                         f"{tuple(t.shape)}")
     if not torch.isfinite(t).all():
         rows = torch.nonzero(~torch.isfinite(t).all(1)).flatten()[:10].tolist()
         raise ValueError(f"{name} holds NaN or Inf (rows {rows})")
@@ -63,7 +65,8 @@ def _check(params, responses):
     x = _as_matrix(params, "params")
     r = _as_matrix(responses, "responses")
     if x.shape[0] != r.shape[0]:
-        raise ValueError(f"params has {x.shape[0]} faces but responses has {r.shape[0]}")
+        raise ValueError(f"params has {x.shape[0]} faces but responses has "
+                         f"{r.shape[0]}")
     if x.shape[0] < 3:
         raise ValueError("need at least 3 faces")
     return x, r
@@ -73,12 +76,14 @@ def _unit_rows(a: torch.Tensor) -> torch.Tensor:
     norm = a.norm(dim=1, keepdim=True)
     if (norm == 0).any():
         bad = torch.nonzero(norm.flatten() == 0).flatten()[:10].tolist()
-        raise ValueError(f"axes of units {bad} are zero: those units do not vary with the faces")
+        raise ValueError(f"axes of units {bad} are zero: those units do not vary with "
+                         "the faces")
     return a / norm
 
 
 def sta(params, responses) -> torch.Tensor:
-    """Spike-triggered average of every unit: ``sum_n r_n x_n / sum_n r_n`` (Chang & Tsao).
+    """Spike-triggered average of every unit: ``sum_n r_n x_n / sum_n r_n`` (Chang &
+    Tsao).
 
     The parameters are centred first. Chang & Tsao's responses were firing rates (never
     negative); a CNN unit's response can be negative (the 128-d descriptor is not a ReLU
@@ -135,7 +140,8 @@ def _binned(projection: torch.Tensor, r: torch.Tensor, n_bins: int) -> Tuning:
     count = torch.zeros(units * n_bins, dtype=torch.float64).index_add_(
         0, flat.flatten(), torch.ones(n * units, dtype=torch.float64))
     total = torch.zeros_like(count).index_add_(0, flat.flatten(), r.T.flatten())
-    squares = torch.zeros_like(count).index_add_(0, flat.flatten(), (r.T ** 2).flatten())
+    squares = torch.zeros_like(count).index_add_(0, flat.flatten(),
+                                                 (r.T ** 2).flatten())
     count, total, squares = (v.view(units, n_bins) for v in (count, total, squares))
     mean = total / count
     var = (squares - count * mean ** 2) / (count - 1)
@@ -145,23 +151,24 @@ def _binned(projection: torch.Tensor, r: torch.Tensor, n_bins: int) -> Tuning:
 
 
 def tuning(params, responses, axis, n_bins: int = 20) -> Tuning:
-    """Tuning of each unit along its ``axis`` (U, d): the faces are projected on the axis,
-    the projections cut into ``n_bins`` equal bins over +-1.01 x their largest magnitude
-    (Chang & Tsao), and the responses averaged per bin. Empty bins hold NaN."""
+    """Tuning of each unit along its ``axis`` (U, d): the faces are projected on the
+    axis, the projections cut into ``n_bins`` equal bins over +-1.01 x their largest
+    magnitude (Chang & Tsao), and the responses averaged per bin. Empty bins hold
+    NaN."""
     x, r = _check(params, responses)
     axis = _as_matrix(axis, "axis")
     if axis.shape != (r.shape[1], x.shape[1]):
-        raise ValueError(f"axis must be (units, dims) = {(r.shape[1], x.shape[1])}, got "
-                         f"{tuple(axis.shape)}")
+        raise ValueError(f"axis must be (units, dims) = {(r.shape[1], x.shape[1])}, "
+                         f"got {tuple(axis.shape)}")
     if n_bins < 2:
         raise ValueError("n_bins must be at least 2")
     return _binned(_project(x, axis), r, n_bins)
 
 
 def orthogonal_axis(params, axis) -> torch.Tensor:
-    """For each unit, the longest axis of the face distribution orthogonal to its ``axis``
-    (the first principal component of the parameters with the axis projected out), (U, d).
-    Chang & Tsao found IT cells flat along it."""
+    """For each unit, the longest axis of the face distribution orthogonal to its
+    ``axis`` (the first principal component of the parameters with the axis projected
+    out), (U, d). Chang & Tsao found IT cells flat along it."""
     x = _as_matrix(params, "params")
     a = _unit_rows(_as_matrix(axis, "axis"))
     if a.shape[1] != x.shape[1]:
@@ -174,7 +181,7 @@ def orthogonal_axis(params, axis) -> torch.Tensor:
 
 
 def _line_fit(projection: torch.Tensor, r: torch.Tensor):
-    """Slope (response change per SD of the projection) and R^2 of r on the projection."""
+    """Slope (response change per SD of the projection) and R^2 of r on it."""
     p = projection - projection.mean(0)
     rc = r - r.mean(0)
     sp, sr = p.std(0), rc.std(0)
@@ -204,21 +211,22 @@ def _anova(t: Tuning, min_count: int):
 
 def _depth(t: Tuning, min_count: int) -> torch.Tensor:
     masked = torch.where(t.count >= min_count, t.mean, torch.nan)
-    return masked.nan_to_num(-torch.inf).max(1).values - masked.nan_to_num(torch.inf).min(1).values
+    highest = masked.nan_to_num(-torch.inf).max(1).values
+    return highest - masked.nan_to_num(torch.inf).min(1).values
 
 
-def flatness(params, responses, n_bins: int = 20, min_count: int = 10, alpha: float = 0.01
-             ) -> pd.DataFrame:
+def flatness(params, responses, n_bins: int = 20, min_count: int = 10,
+             alpha: float = 0.01) -> pd.DataFrame:
     """Per unit: tuning along its STA and along the longest orthogonal axis, summarised.
 
     Columns: ``depth_sta`` and ``depth_orth`` (modulation depth: the range of the binned
-    means over bins holding at least ``min_count`` faces), ``depth_ratio``
-    (orthogonal / STA; 0 for an ideal axis unit), ``slope_*`` (response change per SD of
-    the projection) and ``r2_*`` of a straight line through the raw responses,
-    ``p_sta`` and ``p_orth`` (one-way ANOVA across bins) and ``flat`` (``p_orth >= alpha``:
-    no detectable tuning along the orthogonal axis). With thousands of faces even a small
-    orthogonal modulation is detectable, and binned curves are noisy: judge ``flat`` beside
-    :func:`matched_null`, not alone.
+    means over bins holding at least ``min_count`` faces), ``depth_ratio`` (orthogonal /
+    STA; 0 for an ideal axis unit), ``slope_*`` (response change per SD of the
+    projection) and ``r2_*`` of a straight line through the raw responses, ``p_sta`` and
+    ``p_orth`` (one-way ANOVA across bins) and ``flat`` (``p_orth >= alpha``: no
+    detectable tuning along the orthogonal axis). With thousands of faces even a small
+    orthogonal modulation is detectable, and binned curves are noisy: judge ``flat``
+    beside :func:`matched_null`, not alone.
     """
     x, r = _check(params, responses)
     axis = sta(x, r)
@@ -242,12 +250,13 @@ def flatness(params, responses, n_bins: int = 20, min_count: int = 10, alpha: fl
 # --------------------------------------------------------------------------------------
 # Model comparison
 
-_CHUNK = 512  # units per batched solve: bounds the (units, faces, basis) arrays to ~50 MB
+_CHUNK = 512  # units per batched solve: (units, faces, basis) arrays stay near 50 MB
 
 
 def fold_indices(n: int, cv: int, seed: int = 0) -> list[torch.Tensor]:
-    """Held-out faces of each of ``cv`` folds: a seeded permutation of the ``n`` faces cut
-    into ``cv`` blocks whose sizes differ by at most one (every requested fold exists)."""
+    """Held-out faces of each of ``cv`` folds: a seeded permutation of the ``n`` faces
+    cut into ``cv`` blocks whose sizes differ by at most one (every requested fold
+    exists)."""
     if not isinstance(cv, int) or isinstance(cv, bool) or not 2 <= cv <= n:
         raise ValueError(f"cv must be an int between 2 and the number of faces ({n}), "
                          f"got {cv!r}")
@@ -265,8 +274,9 @@ def _hinge_basis(z: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Curves:
-    """One piecewise-linear response function per unit, ``f_u(z)`` (see :func:`fit_curves`):
-    ``scale`` (U, 1), ``knots`` (U, K) and ``coef`` (U, K + 2, 1)."""
+    """One piecewise-linear response function per unit, ``f_u(z)`` (see
+    :func:`fit_curves`): ``scale`` (U, 1), ``knots`` (U, K) and ``coef`` (U, K + 2,
+    1)."""
 
     scale: torch.Tensor
     knots: torch.Tensor
@@ -290,7 +300,7 @@ def fit_curves(z: torch.Tensor, r: torch.Tensor, n_knots: int = 5, ridge: float 
     ``_CHUNK`` units at a time) with knots at quantiles of each unit's inputs."""
     n = z.shape[1]
     position = torch.linspace(0, n - 1, n_knots + 2)[1:-1].round().long()
-    knots = z.sort(1).values[:, position]  # (U, K); one sort, cheaper than torch.quantile
+    knots = z.sort(1).values[:, position]  # (U, K); one sort, cheaper than quantile
     scale = z.std(1, keepdim=True).clamp_min(1e-12)  # conditioning
     eye = ridge * torch.eye(n_knots + 2, dtype=torch.float64)
     coef = []
@@ -311,14 +321,16 @@ def _whitener(x_train: torch.Tensor):
 
 
 def _exemplars(xw_train: torch.Tensor, r_train: torch.Tensor, bound: float):
-    """Each unit's exemplar, from the isotropic quadratic fit r ~ a + b |x - x0|^2 (linear
-    in [|x|^2, x], so one least-squares solve serves every unit): x0 = -c_x / (2 c_norm).
-    The exemplar is pulled in so that its norm does not exceed the ``bound`` quantile of
-    the training faces' norms (inputs centred): an exemplar far outside the faces
-    (a unit with no curvature gives one at infinity) would turn the exemplar model into
-    an axis model. Returns the exemplars (U, d) and whether each was pulled to the bound."""
+    """Each unit's exemplar, from the isotropic quadratic fit r ~ a + b |x - x0|^2
+    (linear in [|x|^2, x], so one least-squares solve serves every unit): x0 = -c_x / (2
+    c_norm). The exemplar is pulled in so that its norm does not exceed the ``bound``
+    quantile of the training faces' norms (inputs centred): an exemplar far outside the
+    faces (a unit with no curvature gives one at infinity) would turn the exemplar model
+    into an axis model. Returns the exemplars (U, d) and whether each was pulled to the
+    bound."""
     design = torch.cat([(xw_train ** 2).sum(1, keepdim=True), xw_train], dim=1)
-    coef = linalg.lstsq(design - design.mean(0), r_train - r_train.mean(0))  # (d + 1, U)
+    # (d + 1, U) coefficients of every unit at once
+    coef = linalg.lstsq(design - design.mean(0), r_train - r_train.mean(0))
     c_norm, c_x = coef[0], coef[1:].T
     x0 = -c_x / (2 * c_norm[:, None])
     radius = torch.quantile(xw_train.norm(dim=1), bound)
@@ -328,10 +340,10 @@ def _exemplars(xw_train: torch.Tensor, r_train: torch.Tensor, bound: float):
 
 
 def _exemplar_model(spaces, r_train, bound: float, n_knots: int):
-    """The exemplar model in each geometry, ``spaces`` a sequence of (train, test) inputs
-    (whitened, then as given); per unit, the geometry with the smaller training error.
-    Returns the test predictions (m, U), whether the chosen exemplar sits on its bound
-    and whether the second geometry was chosen, both (U,)."""
+    """The exemplar model in each geometry, ``spaces`` a sequence of (train, test)
+    inputs (whitened, then as given); per unit, the geometry with the smaller training
+    error. Returns the test predictions (m, U), whether the chosen exemplar sits on its
+    bound and whether the second geometry was chosen, both (U,)."""
     best = None
     for g, (train, test) in enumerate(spaces):
         x0, on_bound = _exemplars(train, r_train, bound)
@@ -366,15 +378,16 @@ def kernel_features(x_train, scale: float = 1.0, n_centres: int = 300, seed: int
     sample = x[torch.randperm(len(x), generator=gen)[:500]]
     gamma = 1.0 / (2 * scale ** 2 * torch.median(torch.pdist(sample) ** 2))
     k_cc = _rbf(centres, centres, gamma)
-    chol = torch.linalg.cholesky(k_cc + 1e-8 * torch.eye(len(centres), dtype=k_cc.dtype))
+    jitter = 1e-8 * torch.eye(len(centres), dtype=k_cc.dtype)
+    chol = torch.linalg.cholesky(k_cc + jitter)
     return lambda faces: torch.linalg.solve_triangular(
         chol, _rbf(centres, _as_matrix(faces, "faces"), gamma), upper=False).T
 
 
 @dataclass
 class KernelFit:
-    """Outcome of :func:`kernel_reference` for U units: ``prediction`` (m, U) on the test
-    faces, the ``scale`` and ``alpha`` chosen per unit (U,), and ``loo_mse``
+    """Outcome of :func:`kernel_reference` for U units: ``prediction`` (m, U) on the
+    test faces, the ``scale`` and ``alpha`` chosen per unit (U,), and ``loo_mse``
     (n_scales, n_alphas, U), the leave-one-out mean squared error on the training faces
     behind the choice."""
 
@@ -387,17 +400,19 @@ class KernelFit:
 def kernel_reference(x_train, r_train, x_test, scales=(0.5, 1.0, 2.0),
                      alphas=(1e-2, 1e-1, 1.0, 10.0, 100.0), n_centres: int = 300,
                      seed: int = 0) -> KernelFit:
-    """RBF kernel ridge regression of every unit with its bandwidth and penalty chosen per
-    unit by exact leave-one-out on the training faces (:func:`facelin.linalg.ridge_cv`,
-    intercept unpenalised, so each face's leverage includes the intercept's 1/n): the
-    free reference model. The features (:func:`kernel_features`, one set per bandwidth
-    ``scale``) are shared by every unit, so each bandwidth costs one ridge path for all
-    units at once. ``x_train`` (n, d) and ``x_test`` (m, d) are the inputs (whiten them
-    first for an isotropic kernel), ``r_train`` (n, U) the responses."""
+    """RBF kernel ridge regression of every unit with its bandwidth and penalty chosen
+    per unit by exact leave-one-out on the training faces
+    (:func:`facelin.linalg.ridge_cv`, intercept unpenalised, so each face's leverage
+    includes the intercept's 1/n): the free reference model. The features
+    (:func:`kernel_features`, one set per bandwidth ``scale``) are shared by every unit,
+    so each bandwidth costs one ridge path for all units at once. ``x_train`` (n, d) and
+    ``x_test`` (m, d) are the inputs (whiten them first for an isotropic kernel),
+    ``r_train`` (n, U) the responses."""
     x_train, r_train = _check(x_train, r_train)
     x_test = _as_matrix(x_test, "x_test")
     if x_test.shape[1] != x_train.shape[1]:
-        raise ValueError(f"x_test has {x_test.shape[1]} dims, x_train {x_train.shape[1]}")
+        raise ValueError(f"x_test has {x_test.shape[1]} dims, x_train "
+                         f"{x_train.shape[1]}")
     best_mse = torch.full((r_train.shape[1],), torch.inf, dtype=torch.float64)
     prediction = torch.zeros(len(x_test), r_train.shape[1], dtype=torch.float64)
     chosen_scale, chosen_alpha = torch.zeros_like(best_mse), torch.zeros_like(best_mse)
@@ -432,19 +447,20 @@ def compare_models(params, responses, cv: int = 5, n_knots: int = 5,
     - ``axis``: ``r = f(w . x)``, ``w`` the unit's regression axis on the training faces
       and ``f`` a piecewise-linear spline with ``n_knots`` knots;
     - ``exemplar``: ``r = g(|x - x0|)``, ``x0`` the centre of the unit's isotropic
-      quadratic fit on the training faces, kept within the ``exemplar_bound`` quantile of
-      the faces' norms, ``g`` a spline; distance either in the whitened space or in the
-      parameter space as given (:data:`GEOMETRIES`), whichever fits the unit's training
-      faces better (the same number of parameters either way);
+      quadratic fit on the training faces, kept within the ``exemplar_bound`` quantile
+      of the faces' norms, ``g`` a spline; distance either in the whitened space or in
+      the parameter space as given (:data:`GEOMETRIES`), whichever fits the unit's
+      training faces better (the same number of parameters either way);
     - ``reference``: RBF kernel ridge on the whitened parameters, bandwidth and penalty
       chosen per unit by leave-one-out inside each training fold
       (:func:`kernel_reference`), a model free of either assumption.
 
-    Also per unit: ``exemplar_on_bound`` (share of folds whose fitted exemplar was pulled
-    to the bound), ``exemplar_normalized`` (share of folds where the parameter-space
-    geometry was chosen), ``reference_scale`` and ``reference_alpha`` (the median choice over
-    folds). Every model is fitted to all units at once (shared designs and kernel
-    features, batched small solves), so thousands of units cost seconds per fold.
+    Also per unit: ``exemplar_on_bound`` (share of folds whose fitted exemplar was
+    pulled to the bound), ``exemplar_normalized`` (share of folds where the
+    parameter-space geometry was chosen), ``reference_scale`` and ``reference_alpha``
+    (the median choice over folds). Every model is fitted to all units at once (shared
+    designs and kernel features, batched small solves), so thousands of units cost
+    seconds per fold.
     """
     x, r = _check(params, responses)
     folds = fold_indices(x.shape[0], cv, seed)
@@ -471,8 +487,9 @@ def compare_models(params, responses, cv: int = 5, n_knots: int = 5,
         predictions["axis"][test] = curves(axes @ (x_te - mean_x).T)
         whiten = _whitener(x_tr)
         xw_tr, xw_te = whiten(x_tr), whiten(x_te)
-        exemplar, bound, normalized = _exemplar_model(
-            ((xw_tr, xw_te), (x_tr - mean_x, x_te - mean_x)), r_tr, exemplar_bound, n_knots)
+        spaces = ((xw_tr, xw_te), (x_tr - mean_x, x_te - mean_x))
+        exemplar, bound, normalized = _exemplar_model(spaces, r_tr, exemplar_bound,
+                                                      n_knots)
         predictions["exemplar"][test] = exemplar
         geometry.append(normalized.double())
         kernel = kernel_reference(xw_tr, r_tr, xw_te, kernel_scales, kernel_alphas,
@@ -494,9 +511,11 @@ def compare_models(params, responses, cv: int = 5, n_knots: int = 5,
 # Populations with a known answer
 
 
-def _standardise(signal: torch.Tensor, noise: float, gen: torch.Generator) -> torch.Tensor:
+def _standardise(signal: torch.Tensor, noise: float, gen: torch.Generator
+                 ) -> torch.Tensor:
     signal = (signal - signal.mean(0)) / signal.std(0)
-    return signal + noise * torch.randn(signal.shape, generator=gen, dtype=torch.float64)
+    return signal + noise * torch.randn(signal.shape, generator=gen,
+                                        dtype=torch.float64)
 
 
 def simulate_axis_units(params, n_units: int, noise: float = 0.5, seed: int = 0):
@@ -512,8 +531,8 @@ def simulate_axis_units(params, n_units: int, noise: float = 0.5, seed: int = 0)
     z = whiten(x) @ directions.T  # (n, U), unit variance each
     kind = torch.randint(0, 4, (n_units,), generator=gen)
     shift = torch.randn(n_units, generator=gen, dtype=torch.float64) * 0.5
-    shapes = [z, torch.nn.functional.softplus(2 * (z - shift)), torch.sigmoid(2 * (z - shift)),
-              torch.exp(0.7 * z)]
+    shapes = [z, torch.nn.functional.softplus(2 * (z - shift)),
+              torch.sigmoid(2 * (z - shift)), torch.exp(0.7 * z)]
     signal = torch.stack(shapes)[kind, :, torch.arange(n_units)].T
     # The same axes in parameter coordinates: w . x with w = W directions.
     evals, evecs = torch.linalg.eigh(torch.cov(x.T))
@@ -527,10 +546,10 @@ GEOMETRIES = ("whitened", "normalized")
 @dataclass
 class ExemplarUnits:
     """Pure exemplar units (see :func:`simulate_exemplar_units`): preferred faces
-    ``centres`` (U, d) in parameter coordinates, the linear map ``metric`` (d, d) into the
-    space where distance is measured, tuning widths ``sigma`` (U,), and the signal's mean
-    and SD over the faces they were simulated on (to scale new responses alike), and the
-    SD of their ``noise``."""
+    ``centres`` (U, d) in parameter coordinates, the linear map ``metric`` (d, d) into
+    the space where distance is measured, tuning widths ``sigma`` (U,), and the signal's
+    mean and SD over the faces they were simulated on (to scale new responses alike),
+    and the SD of their ``noise``."""
 
     centres: torch.Tensor
     metric: torch.Tensor
@@ -554,12 +573,13 @@ class ExemplarUnits:
                                                  dtype=torch.float64)
 
 
-def simulate_exemplar_units(params, n_units: int, noise: float = 0.5, width: float = 0.5,
-                            geometry: str = "whitened", seed: int = 0):
+def simulate_exemplar_units(params, n_units: int, noise: float = 0.5,
+                            width: float = 0.5, geometry: str = "whitened",
+                            seed: int = 0):
     """Pure exemplar units: each prefers one face ``x0`` (a randomly chosen face of the
     set, so within the range of real faces) and responds as a Gaussian of the distance
-    to it, ``exp(-d^2 / (2 (width * median d)^2))``, scaled to unit signal variance, plus
-    Gaussian noise of SD ``noise``. ``geometry`` says where distance is measured:
+    to it, ``exp(-d^2 / (2 (width * median d)^2))``, scaled to unit signal variance,
+    plus Gaussian noise of SD ``noise``. ``geometry`` says where distance is measured:
     ``"whitened"`` (every direction of the face distribution counts alike: isotropic
     tuning in whitened space) or ``"normalized"`` (the parameters as given, so the
     tuning is narrow along low-variance directions and broad along the long ones).
@@ -579,8 +599,8 @@ def simulate_exemplar_units(params, n_units: int, noise: float = 0.5, width: flo
     dist = torch.cdist(x @ metric, x[chosen] @ metric)  # (n, U)
     sigma = width * dist.median(0).values
     raw = torch.exp(-dist ** 2 / (2 * sigma ** 2))
-    units = ExemplarUnits(centres=x[chosen], metric=metric, sigma=sigma, mean=raw.mean(0),
-                          sd=raw.std(0), noise=noise)
+    units = ExemplarUnits(centres=x[chosen], metric=metric, sigma=sigma,
+                          mean=raw.mean(0), sd=raw.std(0), noise=noise)
     return units.sample(x, seed + 1), units
 
 
@@ -596,7 +616,8 @@ class AxisFit:
     residual_sd: torch.Tensor
 
     def predict(self, params) -> torch.Tensor:
-        """The fitted response ``f_u(w_u . (x - mean))`` of every unit to faces (m, d)."""
+        """The fitted response ``f_u(w_u . (x - mean))`` of every unit to faces
+        (m, d)."""
         x = _as_matrix(params, "params")
         return self.curves(self.axes @ (x - self.mean).T)
 
@@ -635,7 +656,8 @@ def shape_preference(sta_axes, n_shape: int = 25) -> torch.Tensor:
     -1 pure appearance."""
     a = _as_matrix(sta_axes, "sta")
     if not 0 < n_shape < a.shape[1]:
-        raise ValueError(f"n_shape must be between 1 and {a.shape[1] - 1}, got {n_shape}")
+        raise ValueError(f"n_shape must be between 1 and {a.shape[1] - 1}, "
+                         f"got {n_shape}")
     s, p = a[:, :n_shape].norm(dim=1), a[:, n_shape:].norm(dim=1)
     total = s + p
     if (total == 0).any():
@@ -679,21 +701,22 @@ def varying_units(responses, min_active: float = 0.05) -> torch.Tensor:
 
 def tuning_map(params, responses, axis_a, axis_b, n_bins: int = 10):
     """Mean response of each unit over a 2-d grid: the faces projected on ``axis_a`` and
-    ``axis_b`` (each (U, d)), each projection cut into ``n_bins`` equal bins over +-1.01 x
-    its largest magnitude. Returns (mean (U, n_bins, n_bins) with NaN in empty cells,
+    ``axis_b`` (each (U, d)), each projection cut into ``n_bins`` equal bins over +-1.01
+    x its largest magnitude. Returns (mean (U, n_bins, n_bins) with NaN in empty cells,
     indexed [unit, bin along a, bin along b]; half-widths (U, 2) of the two ranges)."""
     x, r = _check(params, responses)
     a, b = _as_matrix(axis_a, "axis_a"), _as_matrix(axis_b, "axis_b")
     for name, ax in (("axis_a", a), ("axis_b", b)):
         if ax.shape != (r.shape[1], x.shape[1]):
-            raise ValueError(f"{name} must be (units, dims) = {(r.shape[1], x.shape[1])}, "
-                             f"got {tuple(ax.shape)}")
+            raise ValueError(f"{name} must be (units, dims) = "
+                             f"{(r.shape[1], x.shape[1])}, got {tuple(ax.shape)}")
     units = r.shape[1]
     index, halves = [], []
     for ax in (a, b):
         p = _project(x, ax)
         half = 1.01 * p.abs().max(0).values
-        index.append(((p + half) / (2 * half / n_bins)).floor().long().clamp(0, n_bins - 1))
+        cells = ((p + half) / (2 * half / n_bins)).floor().long()
+        index.append(cells.clamp(0, n_bins - 1))
         halves.append(half)
     cell = (index[0] * n_bins + index[1]).T + torch.arange(units)[:, None] * n_bins ** 2
     count = torch.zeros(units * n_bins ** 2, dtype=torch.float64).index_add_(
@@ -705,17 +728,18 @@ def tuning_map(params, responses, axis_a, axis_b, n_bins: int = 10):
 
 def engineered_series(params, axis, steps, n_orthogonal: int = 3, seed: int = 0
                       ) -> torch.Tensor:
-    """Chang & Tsao's engineered faces, as parameter vectors: from the mean face, a series
-    of faces along the unit's ``axis`` (d,) and along ``n_orthogonal`` directions
+    """Chang & Tsao's engineered faces, as parameter vectors: from the mean face, a
+    series of faces along the unit's ``axis`` (d,) and along ``n_orthogonal`` directions
     orthogonal to it (the longest orthogonal axis of the faces first, then random
     orthogonal directions). ``steps`` are in standard deviations of the faces along each
-    direction, so every series spans the same share of the face distribution. Returns
-    (1 + n_orthogonal, len(steps), d): row 0 along the axis, the others orthogonal. An
-    axis unit responds to row 0 only."""
+    direction, so every series spans the same share of the face distribution. Returns (1
+    + n_orthogonal, len(steps), d): row 0 along the axis, the others orthogonal. An axis
+    unit responds to row 0 only."""
     x = _as_matrix(params, "params")
     a = _unit_rows(_as_matrix(axis, "axis"))
     if a.shape != (1, x.shape[1]):
-        raise ValueError(f"axis must be one vector of {x.shape[1]} dims, got {tuple(a.shape)}")
+        raise ValueError(f"axis must be one vector of {x.shape[1]} dims, "
+                         f"got {tuple(a.shape)}")
     if n_orthogonal < 1:
         raise ValueError("n_orthogonal must be at least 1")
     gen = torch.Generator().manual_seed(seed)
@@ -737,8 +761,8 @@ def engineered_faces(params, axes, steps, n_orthogonal: int = 2, seed: int = 0
     (U, 1 + n_orthogonal, len(steps), d), unit u's orthogonal directions drawn with
     ``seed + u``."""
     a = _as_matrix(axes, "axes")
-    return torch.stack([engineered_series(params, a[u:u + 1], steps, n_orthogonal, seed + u)
-                        for u in range(a.shape[0])])
+    return torch.stack([engineered_series(params, a[u:u + 1], steps, n_orthogonal,
+                                          seed + u) for u in range(a.shape[0])])
 
 
 def engineered_test(params, responses, respond, steps=(-2.0, -1.0, 0.0, 1.0, 2.0),
@@ -763,17 +787,18 @@ def engineered_test(params, responses, respond, steps=(-2.0, -1.0, 0.0, 1.0, 2.0
     if out.shape != (len(faces), units):
         raise ValueError(f"respond must return ({len(faces)}, {units}), "
                          f"got {tuple(out.shape)}")
-    own = out[index].reshape(units, directions, n_steps, units)[torch.arange(units), :, :,
-                                                         torch.arange(units)]
+    every = out[index].reshape(units, directions, n_steps, units)
+    own = every[torch.arange(units), :, :, torch.arange(units)]  # each unit, own faces
     change = (own.amax(2) - own.amin(2)) / r.std(0)[:, None]  # (U, directions)
     names = ["axis"] + [f"orthogonal {k}" for k in range(1, directions)]
     return pd.DataFrame({"unit": np.repeat(np.arange(units), directions),
-                         "direction": names * units, "change": change.flatten().numpy()})
+                         "direction": names * units,
+                         "change": change.flatten().numpy()})
 
 
 def engineered_ratio(table: pd.DataFrame) -> pd.Series:
-    """Per unit of an :func:`engineered_test` table: the median response change along its
-    orthogonal directions divided by its change along the axis (0 for an ideal axis
+    """Per unit of an :func:`engineered_test` table: the median response change along
+    its orthogonal directions divided by its change along the axis (0 for an ideal axis
     unit, about 1 or more for a unit that notices orthogonal moves as much)."""
     wide = table.pivot(index="unit", columns="direction", values="change")
     return wide.drop(columns="axis").median(axis=1) / wide["axis"]
@@ -798,14 +823,16 @@ def unit_table(params, layers: dict, cv: int = 5, n_centres: int = 300, seed: in
     if not real:
         raise ValueError("no layers given")
     nulls = {name: matched_null(x, r, seed=seed) for name, r in real.items()}
-    both = torch.cat([torch.cat(list(real.values()), 1), torch.cat(list(nulls.values()), 1)], 1)
-    models = compare_models(x, both, cv=cv, n_centres=n_centres, seed=seed, progress=progress)
+    both = torch.cat(list(real.values()) + list(nulls.values()), 1)
+    models = compare_models(x, both, cv=cv, n_centres=n_centres, seed=seed,
+                            progress=progress)
     flat = pd.concat([flatness(x, both[:, s]) for s in _chunks(both.shape[1])],
                      ignore_index=True)
     total = both.shape[1] // 2
     table = models.iloc[:total].reset_index(drop=True)
     table.insert(0, "layer", [n for n, r in real.items() for _ in range(r.shape[1])])
-    table.insert(1, "unit", np.concatenate([np.arange(r.shape[1]) for r in real.values()]))
+    table.insert(1, "unit",
+                 np.concatenate([np.arange(r.shape[1]) for r in real.values()]))
     table["gain"] = table.reference - table.axis
     table["depth_ratio"] = flat.depth_ratio.iloc[:total].to_numpy()
     table["flat"] = flat.flat.iloc[:total].to_numpy()
@@ -819,13 +846,14 @@ def unit_table(params, layers: dict, cv: int = 5, n_centres: int = 300, seed: in
 
 def departing(table: pd.DataFrame, effect_size: float = 0.05, quantile: float = 0.95
               ) -> pd.DataFrame:
-    """Which units depart from the axis model, by the chapter's rule: ``by_gain`` when the
-    reference's gain over the axis model exceeds the unit's matched null's gain by at
-    least ``effect_size`` (EV), ``by_orthogonal`` when its orthogonal/STA depth ratio
+    """Which units depart from the axis model, by the chapter's rule: ``by_gain`` when
+    the reference's gain over the axis model exceeds the unit's matched null's gain by
+    at least ``effect_size`` (EV), ``by_orthogonal`` when its orthogonal/STA depth ratio
     exceeds the ``quantile`` of its layer's matched nulls' ratios, ``departs`` when
     either holds. ``table`` needs ``layer``, ``gain``, ``gain_null``, ``depth_ratio``
     and ``depth_ratio_null`` (as :func:`unit_table` gives)."""
-    missing = {"layer", "gain", "gain_null", "depth_ratio", "depth_ratio_null"} - set(table)
+    needed = {"layer", "gain", "gain_null", "depth_ratio", "depth_ratio_null"}
+    missing = needed - set(table)
     if missing:
         raise ValueError(f"table lacks columns {sorted(missing)}")
     if not 0 < quantile < 1 or effect_size < 0:
@@ -833,11 +861,13 @@ def departing(table: pd.DataFrame, effect_size: float = 0.05, quantile: float = 
     values = table[["gain", "gain_null", "depth_ratio", "depth_ratio_null"]].to_numpy()
     if not np.isfinite(values).all():
         raise ValueError("table holds NaN or Inf in the gain or depth-ratio columns")
-    limit = table.groupby("layer").depth_ratio_null.transform(lambda v: v.quantile(quantile))
+    limit = table.groupby("layer").depth_ratio_null.transform(
+        lambda v: v.quantile(quantile))
     by_gain = (table.gain - table.gain_null) >= effect_size
     by_orthogonal = table.depth_ratio > limit
     return pd.DataFrame({"layer": table.layer, "by_gain": by_gain,
-                         "by_orthogonal": by_orthogonal, "departs": by_gain | by_orthogonal})
+                         "by_orthogonal": by_orthogonal,
+                         "departs": by_gain | by_orthogonal})
 
 
 def bootstrap_fraction(flags, n_boot: int = 2000, level: float = 0.95, seed: int = 0):
@@ -881,17 +911,18 @@ def layer_verdict(low: float, high: float, holds_at: float = 0.5, fails_at: floa
     return "partly holds"
 
 
-def verdict_rule(effect_size: float = 0.05, quantile: float = 0.95, holds_at: float = 0.5,
-                 fails_at: float = 0.2) -> str:
+def verdict_rule(effect_size: float = 0.05, quantile: float = 0.95,
+                 holds_at: float = 0.5, fails_at: float = 0.2) -> str:
     """The decision rule of :func:`claim3_verdict`, in words, with its thresholds."""
-    return (f"A unit departs from the axis model when its reference-minus-axis gain in "
-            f"cross-validated EV exceeds its matched null's by at least {effect_size:g}, "
-            f"or its orthogonal/STA depth ratio exceeds the {quantile:.0%} quantile of its "
-            f"layer's matched nulls. A layer holds when the lower end of the 95% bootstrap "
-            f"interval (over units) of its departing fraction is at least {holds_at:g}, "
-            f"does not hold when the upper end is at most {fails_at:g}, and partly holds "
-            f"otherwise. Claim 3 holds for a network when every deep layer holds, does not "
-            f"hold when every deep layer does not hold, and partly holds otherwise.")
+    return (f"A unit departs from the axis model when its reference-minus-axis gain "
+            f"in cross-validated EV exceeds its matched null's by at least "
+            f"{effect_size:g}, or its orthogonal/STA depth ratio exceeds the "
+            f"{quantile:.0%} quantile of its layer's matched nulls. A layer holds when "
+            f"the lower end of the 95% bootstrap interval (over units) of its "
+            f"departing fraction is at least {holds_at:g}, does not hold when the "
+            f"upper end is at most {fails_at:g}, and partly holds otherwise. Claim 3 "
+            f"holds for a network when every deep layer holds, does not hold when "
+            f"every deep layer does not hold, and partly holds otherwise.")
 
 
 def claim3_verdict(table: pd.DataFrame, deep_layers, effect_size: float = 0.05,
@@ -911,7 +942,8 @@ def claim3_verdict(table: pd.DataFrame, deep_layers, effect_size: float = 0.05,
     deep_layers = list(deep_layers)
     missing = [name for name in deep_layers if name not in set(flags.layer)]
     if not deep_layers or missing:
-        raise ValueError(f"deep layers {missing or deep_layers} have no units in the table")
+        raise ValueError(f"deep layers {missing or deep_layers} have no units in the "
+                         "table")
     excess = table.gain - table.gain_null
     layers = {}
     for name, part in flags.groupby("layer", sort=False):
@@ -939,17 +971,18 @@ def claim3_verdict(table: pd.DataFrame, deep_layers, effect_size: float = 0.05,
 
 
 def control_populations(params, n_units: int = 100, axis_noises=(0.3, 0.5),
-                        widths=(0.4, 0.6, 0.9), exemplar_noise: float = 0.3, seed: int = 0
-                        ) -> dict:
-    """Simulated populations with a known answer, on the faces ``params``: pure axis units
-    at each of ``axis_noises``, and pure exemplar units in each geometry
+                        widths=(0.4, 0.6, 0.9), exemplar_noise: float = 0.3,
+                        seed: int = 0) -> dict:
+    """Simulated populations with a known answer, on the faces ``params``: pure axis
+    units at each of ``axis_noises``, and pure exemplar units in each geometry
     (:data:`GEOMETRIES`) at each tuning width (times the median distance). Returns
     {label: {"kind", "geometry", "width", "noise", "responses", "units"}}."""
     out = {}
     for k, noise in enumerate(axis_noises):
         r, axes = simulate_axis_units(params, n_units, noise=noise, seed=seed + k)
-        out[f"axis, noise {noise}"] = {"kind": "axis", "geometry": "whitened", "width": None,
-                                       "noise": noise, "responses": r, "units": axes}
+        out[f"axis, noise {noise}"] = {"kind": "axis", "geometry": "whitened",
+                                       "width": None, "noise": noise, "responses": r,
+                                       "units": axes}
     for g, geometry in enumerate(GEOMETRIES):
         for k, width in enumerate(widths):
             r, units = simulate_exemplar_units(params, n_units, noise=exemplar_noise,
@@ -977,10 +1010,12 @@ def control_accuracy(table: pd.DataFrame, populations: dict, effect_size: float 
             raise ValueError(f"population {label!r} has no units in the table")
         is_axis = meta["kind"] == "axis"
         fraction, low, high = bootstrap_fraction(flag.departs, seed=seed)
-        rows.append({"population": label, "kind": meta["kind"], "geometry": meta["geometry"],
-                     "width": meta["width"], "noise": meta["noise"],
+        right_model = (part.axis > part.exemplar) == is_axis
+        rows.append({"population": label, "kind": meta["kind"],
+                     "geometry": meta["geometry"], "width": meta["width"],
+                     "noise": meta["noise"],
                      "flatness": float((part.flat == is_axis).mean()),
-                     "comparison": float(((part.axis > part.exemplar) == is_axis).mean()),
+                     "comparison": float(right_model.mean()),
                      "rule": float((flag.departs != is_axis).mean()),
                      "departing_fraction": fraction, "low": low, "high": high,
                      "verdict": layer_verdict(low, high),
