@@ -9,17 +9,19 @@ from facelin import axis, linalg
 
 @pytest.fixture(scope="module")
 def faces():
-    """Anisotropic Gaussian parameters, as in the face space (variances fall 30-fold)."""
+    """Anisotropic Gaussian parameters, as in the face space (variances fall 30x)."""
     g = torch.Generator().manual_seed(0)
     variances = torch.logspace(0, -1.5, 10, dtype=torch.float64)
     return torch.randn(1200, 10, generator=g, dtype=torch.float64) * variances.sqrt()
 
 
 def test_sta_of_hand_made_case():
-    x = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], dtype=torch.float64)
+    x = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]],
+                     dtype=torch.float64)
     r = torch.tensor([[3.0], [1.0], [2.0], [2.0]], dtype=torch.float64)
     # Shifted responses 2, 0, 1, 1: STA = (2*(1,0) + 1*(0,1) + 1*(0,-1)) / 4.
-    torch.testing.assert_close(axis.sta(x, r), torch.tensor([[0.5, 0.0]], dtype=torch.float64))
+    torch.testing.assert_close(axis.sta(x, r),
+                               torch.tensor([[0.5, 0.0]], dtype=torch.float64))
     # Adding a constant to the responses keeps the STA (the shift removes it).
     torch.testing.assert_close(axis.sta(x, r + 10), axis.sta(x, r))
 
@@ -33,7 +35,8 @@ def test_sta_direction_and_regression_axis_differ_under_anisotropy(faces):
     assert axis.axis_angle(axis.sta(faces, r), reg)[0] > 20
     isotropic = faces / faces.std(0)
     r_iso = (isotropic @ w)[:, None]
-    assert axis.axis_angle(axis.sta(isotropic, r_iso), axis.regression_axis(isotropic, r_iso))[0] < 5
+    assert axis.axis_angle(axis.sta(isotropic, r_iso),
+                           axis.regression_axis(isotropic, r_iso))[0] < 5
 
 
 def test_tuning_bins_and_sem():
@@ -48,7 +51,8 @@ def test_tuning_bins_and_sem():
 
 
 def test_orthogonal_axis_is_orthogonal_and_longest(faces):
-    a = torch.randn(5, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    a = torch.randn(5, 10, dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(1))
     o = axis.orthogonal_axis(faces, a)
     a_unit = a / a.norm(dim=1, keepdim=True)
     torch.testing.assert_close((o * a_unit).sum(1), torch.zeros(5, dtype=torch.float64),
@@ -64,7 +68,8 @@ def test_flatness_labels_axis_and_two_axis_units(faces):
     assert flat.flat.mean() >= 0.9
     assert flat.depth_ratio.median() < 0.5
     # A unit that ramps along dimension 2 and is U-shaped along the longest axis
-    # orthogonal to it (dimension 0) is not an axis unit: its orthogonal tuning is not flat.
+    # orthogonal to it (dimension 0) is not an axis unit: its orthogonal tuning is not
+    # flat.
     ramp = faces[:, 2] / faces[:, 2].std()
     bowl = (faces[:, 0] / faces[:, 0].std()) ** 2
     two_axis = (ramp + bowl)[:, None] + 0.3 * torch.randn(
@@ -76,7 +81,8 @@ def test_flatness_labels_axis_and_two_axis_units(faces):
 
 def test_model_comparison_labels_simulated_populations(faces):
     axis_units, _ = axis.simulate_axis_units(faces, 12, noise=0.3, seed=5)
-    exemplar_units, _ = axis.simulate_exemplar_units(faces, 12, noise=0.3, width=0.5, seed=6)
+    exemplar_units, _ = axis.simulate_exemplar_units(faces, 12, noise=0.3, width=0.5,
+                                                     seed=6)
     on_axis = axis.compare_models(faces, axis_units, cv=5)
     on_exemplar = axis.compare_models(faces, exemplar_units, cv=5)
     assert list(on_axis.columns)[:4] == ["linear", "axis", "exemplar", "reference"]
@@ -96,7 +102,8 @@ def test_matched_null_keeps_noise_level(faces):
 
 
 def test_shape_preference_index():
-    sta = torch.tensor([[3.0, 4.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 0.0]])
+    sta = torch.tensor([[3.0, 4.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0],
+                        [1.0, 0.0, 1.0, 0.0]])
     torch.testing.assert_close(axis.shape_preference(sta, n_shape=2),
                                torch.tensor([1.0, -1.0, 0.0], dtype=torch.float64))
     with pytest.raises(ValueError, match="n_shape"):
@@ -109,12 +116,16 @@ def test_shape_preference_index():
         (np.ones((5, 2)), np.ones((4, 1)), "5 faces but responses has 4"),
         (np.full((5, 2), np.nan), np.ones((5, 1)), "NaN or Inf"),
         (np.ones((5, 2, 2)), np.ones((5, 1)), "2-d"),
-        (np.random.default_rng(0).normal(size=(5, 2)), np.ones((5, 1)), "same response"),
+        (np.random.default_rng(0).normal(size=(5, 2)), np.ones((5, 1)),
+         "same response"),
     ],
 )
 def test_bad_input_is_rejected(params, responses, message):
     with pytest.raises(ValueError, match=message):
-        axis.sta(params, responses) if "same" in message else axis.flatness(params, responses)
+        if "same" in message:
+            axis.sta(params, responses)
+        else:
+            axis.flatness(params, responses)
 
 
 def test_varying_units_drops_silent_and_constant_units():
@@ -131,22 +142,23 @@ def test_varying_units_drops_silent_and_constant_units():
 
 def test_tuning_map_of_hand_made_case():
     # Four faces at the corners of a square; the response is 10 * a + b.
-    x = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]], dtype=torch.float64)
+    x = torch.tensor([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]],
+                     dtype=torch.float64)
     r = (10 * x[:, 0] + x[:, 1])[:, None]
-    mean, half = axis.tuning_map(x, r, torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]),
-                                 n_bins=2)
+    a_axis, b_axis = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    mean, half = axis.tuning_map(x, r, a_axis, b_axis, n_bins=2)
     torch.testing.assert_close(mean[0], torch.tensor([[-11.0, -9.0], [9.0, 11.0]],
                                                      dtype=torch.float64))
     torch.testing.assert_close(half, torch.full((1, 2), 1.01, dtype=torch.float64))
-    mean, _ = axis.tuning_map(x, r, torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]),
-                              n_bins=3)
+    mean, _ = axis.tuning_map(x, r, a_axis, b_axis, n_bins=3)
     assert torch.isnan(mean[0, 1]).all()  # no face projects near zero
     with pytest.raises(ValueError, match="axis_b must be"):
         axis.tuning_map(x, r, torch.tensor([[1.0, 0.0]]), torch.ones(2, 2), n_bins=2)
 
 
 def test_engineered_series_moves_only_orthogonally(faces):
-    a = torch.randn(1, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    a = torch.randn(1, 10, dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(9))
     steps = [-2.0, 0.0, 2.0]
     series = axis.engineered_series(faces, a, steps, n_orthogonal=3)
     assert series.shape == (4, 3, 10)
@@ -154,8 +166,9 @@ def test_engineered_series_moves_only_orthogonally(faces):
     a_unit = a[0] / a[0].norm()
     # The axis series moves along the axis; the others leave the projection unchanged.
     assert (moves[0] @ a_unit).abs()[[0, 2]].min() > 0
-    torch.testing.assert_close(moves[1:] @ a_unit, torch.zeros(3, 3, dtype=torch.float64),
-                               atol=1e-10, rtol=0)
+    torch.testing.assert_close(moves[1:] @ a_unit,
+                               torch.zeros(3, 3, dtype=torch.float64), atol=1e-10,
+                               rtol=0)
     # Each series spans +-2 SD of the faces along its own direction.
     for row in moves:
         direction = row[2] / row[2].norm()
@@ -182,10 +195,11 @@ def test_fold_indices_give_every_requested_fold():
 
 
 def test_kernel_reference_loo_errors_are_leave_one_out_refits(faces):
-    # Exact leave-one-out of ridge with an unpenalised intercept: refit without each face
-    # in turn. The intercept's 1/n leverage was once left out of the shortcut.
+    # Exact leave-one-out of ridge with an unpenalised intercept: refit without each
+    # face in turn. The intercept's 1/n leverage was once left out of the shortcut.
     x, g = faces[:60], torch.Generator().manual_seed(13)
-    r = torch.sin(2 * x[:, :2]) + 0.1 * torch.randn(60, 2, generator=g, dtype=torch.float64)
+    noise = torch.randn(60, 2, generator=g, dtype=torch.float64)
+    r = torch.sin(2 * x[:, :2]) + 0.1 * noise
     alphas = (0.1, 1.0)
     fit = axis.kernel_reference(x, r, x[:5], scales=(1.0,), alphas=alphas, n_centres=20)
     phi = axis.kernel_features(x, 1.0, n_centres=20)(x)
@@ -195,11 +209,12 @@ def test_kernel_reference_loo_errors_are_leave_one_out_refits(faces):
             keep = torch.arange(60) != i
             p_mean, r_mean = phi[keep].mean(0), r[keep].mean(0)
             pc = phi[keep] - p_mean
-            coef = torch.linalg.solve(pc.T @ pc + alpha * torch.eye(20, dtype=torch.float64),
-                                      pc.T @ (r[keep] - r_mean))
+            penalty = alpha * torch.eye(20, dtype=torch.float64)
+            coef = torch.linalg.solve(pc.T @ pc + penalty, pc.T @ (r[keep] - r_mean))
             brute[a] += ((phi[i] - p_mean) @ coef + r_mean - r[i]) ** 2 / 60
     torch.testing.assert_close(fit.loo_mse[0], brute, rtol=1e-8, atol=1e-12)
-    torch.testing.assert_close(fit.loo_mse[0], linalg.ridge_cv(phi, r, alphas, cv="loo").cv_mse)
+    reference = linalg.ridge_cv(phi, r, alphas, cv="loo").cv_mse
+    torch.testing.assert_close(fit.loo_mse[0], reference)
 
 
 def test_kernel_reference_tunes_bandwidth_per_unit(faces):
@@ -219,7 +234,8 @@ def test_exemplar_geometries_and_their_response_function(faces):
         torch.testing.assert_close(units.signal(faces), r)
         torch.testing.assert_close(r.std(0), torch.ones(6, dtype=torch.float64))
         # Each unit peaks at its own preferred face.
-        assert torch.all(units.signal(units.centres).diagonal() >= r.max(0).values - 1e-9)
+        peak = units.signal(units.centres).diagonal()
+        assert torch.all(peak >= r.max(0).values - 1e-9)
     with pytest.raises(ValueError, match="geometry"):
         axis.simulate_exemplar_units(faces, 2, geometry="pixels")
 
@@ -244,9 +260,12 @@ def test_engineered_test_sees_orthogonal_change_of_exemplars_only(faces):
     on_axis = axis.engineered_test(faces, axis_units, fit.predict)
     assert set(on_axis.direction) == {"axis", "orthogonal 1", "orthogonal 2"}
     ratio = axis.engineered_ratio(on_axis)
-    assert ratio.max() < 1e-6 and on_axis[on_axis.direction == "axis"].change.min() > 0.5
-    exemplar, units = axis.simulate_exemplar_units(faces, 5, noise=0.0, width=0.5, seed=17)
-    assert axis.engineered_ratio(axis.engineered_test(faces, exemplar, units.signal)).min() > 0.1
+    assert ratio.max() < 1e-6
+    assert on_axis[on_axis.direction == "axis"].change.min() > 0.5
+    exemplar, units = axis.simulate_exemplar_units(faces, 5, noise=0.0, width=0.5,
+                                                   seed=17)
+    on_exemplar = axis.engineered_test(faces, exemplar, units.signal)
+    assert axis.engineered_ratio(on_exemplar).min() > 0.1
     with pytest.raises(ValueError, match="respond must return"):
         axis.engineered_test(faces, exemplar, lambda f: torch.zeros(len(f), 2))
 
@@ -260,16 +279,17 @@ def _made_up(layer, n, gain, gain_null, ratio, ratio_null):
 def test_departing_rule_on_made_up_units():
     null_ratios = np.linspace(0.1, 0.3, 100)
     t = pd.concat([
-        _made_up("a", 100, 0.10, 0.0, 0.2, null_ratios),   # gain beyond the null by 0.10
-        _made_up("b", 100, 0.04, 0.0, 0.2, null_ratios),   # 0.04: below the effect size
-        _made_up("c", 100, 0.0, 0.0, 0.5, null_ratios),    # orthogonal tuning beyond null
+        _made_up("a", 100, 0.10, 0.0, 0.2, null_ratios),  # gain 0.10 beyond the null
+        _made_up("b", 100, 0.04, 0.0, 0.2, null_ratios),  # 0.04: below the effect size
+        _made_up("c", 100, 0.0, 0.0, 0.5, null_ratios),  # orthogonal tuning beyond null
     ], ignore_index=True)
     flags = axis.departing(t, effect_size=0.05)
     by_layer = flags.groupby("layer")[["by_gain", "by_orthogonal", "departs"]].mean()
     assert by_layer.loc["a"].tolist() == [1.0, 0.0, 1.0]
     assert by_layer.loc["b"].tolist() == [0.0, 0.0, 0.0]
     assert by_layer.loc["c"].tolist() == [0.0, 1.0, 1.0]
-    assert axis.departing(t, effect_size=0.03).groupby("layer").departs.mean()["b"] == 1.0
+    looser = axis.departing(t, effect_size=0.03)
+    assert looser.groupby("layer").departs.mean()["b"] == 1.0
     with pytest.raises(ValueError, match="lacks columns"):
         axis.departing(t.drop(columns="gain_null"))
     bad = t.copy()
@@ -281,7 +301,8 @@ def test_departing_rule_on_made_up_units():
 def _layer(name, departing_share, n=200):
     k = int(round(departing_share * n))
     gain = np.r_[np.full(k, 0.2), np.zeros(n - k)]
-    return pd.DataFrame({"layer": name, "gain": gain, "gain_null": 0.0, "depth_ratio": 0.1,
+    return pd.DataFrame({"layer": name, "gain": gain, "gain_null": 0.0,
+                         "depth_ratio": 0.1,
                          "depth_ratio_null": np.linspace(0.1, 0.3, n)})
 
 
@@ -319,7 +340,8 @@ def test_unit_table_and_controls_label_axis_and_exemplar_units(faces):
                                            widths=(0.6,), seed=18)
     table = axis.unit_table(faces, {k: v["responses"] for k, v in populations.items()},
                             cv=3, n_centres=200)
-    assert len(table) == 16 * 3 and {"gain", "gain_null", "depth_ratio_null"} <= set(table)
+    assert len(table) == 16 * 3
+    assert {"gain", "gain_null", "depth_ratio_null"} <= set(table)
     accuracy = axis.control_accuracy(table, populations).set_index("population")
     assert accuracy.loc["axis, noise 0.3", "rule"] >= 0.8
     assert accuracy.loc["axis, noise 0.3", "comparison"] >= 0.9
@@ -329,10 +351,11 @@ def test_unit_table_and_controls_label_axis_and_exemplar_units(faces):
 
 def test_study_layers_and_sample_units():
     layers = [f"l{i}" for i in range(10)] + ["d1", "d2"]
-    assert axis.study_layers(layers, ["d1", "d2"], n_early=4) == ["l0", "l3", "l6", "l9",
-                                                                  "d1", "d2"]
+    chosen = axis.study_layers(layers, ["d1", "d2"], n_early=4)
+    assert chosen == ["l0", "l3", "l6", "l9", "d1", "d2"]
     assert axis.study_layers(["a", "d"], ["d"], n_early=4) == ["a", "d"]
-    r = torch.randn(100, 6, generator=torch.Generator().manual_seed(19), dtype=torch.float64)
+    r = torch.randn(100, 6, generator=torch.Generator().manual_seed(19),
+                    dtype=torch.float64)
     r[:, 2] = 0.0  # silent: never sampled
     chosen = axis.sample_units(r, 3, seed=1)
     assert len(chosen) == 3 and 2 not in chosen.tolist()
