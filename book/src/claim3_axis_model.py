@@ -44,7 +44,7 @@
 # `facelin.axis.claim3_verdict` implements this rule; no verdict below is typed.
 
 # %%
-N_UNITS = 200         # units per large layer (of the 512 recorded; all of smaller ones)
+N_UNITS = 200         # units per convolutional layer (of the 512 recorded)
 N_SIMULATED = 100     # simulated units per control population
 N_ENGINEERED = 40     # random units per deep layer for the engineered faces
 CV = 5                # outer folds of the model comparison
@@ -177,8 +177,9 @@ def analyse(network, pretrained):
     model comparison and flatness tests took."""
     pop = experiment.population(stim, network, pretrained=pretrained, progress=False)
     layers = {name: pop.layer(name).double() for name in LAYERS[network]}
-    chosen = {name: axis.sample_units(r, N_UNITS if r.shape[1] > 256 else r.shape[1],
-                                      seed=SEED + i)
+    pooled_and_descriptor = experiment.deep_layers(network)[-2:]  # every unit of these
+    chosen = {name: axis.sample_units(r, r.shape[1] if name in pooled_and_descriptor
+                                      else N_UNITS, seed=SEED + i)
               for i, (name, r) in enumerate(layers.items())}
     responses = {name: layers[name][:, c] for name, c in chosen.items()}
     start = time.perf_counter()
