@@ -13,6 +13,10 @@ EDITABLE := $(VENV)/.facelin-editable
 
 .PHONY: venv build test book notebooks bench cuda-check clean
 
+# Chapters save their findings here and the scorecard and first page read them
+# (facelin.findings; chapters run in book/, whose ./findings this is as well).
+test book notebooks: export FACELIN_FINDINGS ?= $(CURDIR)/book/findings
+
 venv: $(DEPS)
 
 $(DEPS): requirements.txt

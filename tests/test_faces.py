@@ -136,3 +136,33 @@ def test_bad_inputs_are_named(astronaut):
         faces.landmarks([astronaut], boxes=[[10, 10, 5, 50]])
     with pytest.raises(ValueError, match="boxes"):
         faces.landmarks([astronaut, astronaut], boxes=[[10, 10, 50, 50]])
+
+
+def test_missing_faces_are_skipped_or_boxed_after_one_detector_pass(
+        astronaut, lfw_faces, monkeypatch):
+    non_faces = faces.upsampled_lfw(LFW_NON_FACES)
+    batch = [astronaut, non_faces[0], lfw_faces[0], non_faces[1]]
+    expected = faces.landmarks([astronaut, lfw_faces[0]])
+    detector = faces._detector()
+    calls = []
+
+    def counting(image, upsample):
+        calls.append(image.shape)
+        return detector(image, upsample)
+
+    monkeypatch.setattr(faces, "_detector", lambda: counting)
+    skipped = faces.landmarks(batch, on_missing="skip")
+    assert len(calls) == len(batch)  # one detector pass per image, none repeated
+    assert skipped.indices.tolist() == [0, 2] and skipped.missing.tolist() == [1, 3]
+    np.testing.assert_array_equal(skipped.points, expected)
+    boxed = faces.landmarks(batch, on_missing="box")
+    assert boxed.indices.tolist() == [0, 1, 2, 3] and boxed.missing.tolist() == [1, 3]
+    np.testing.assert_array_equal(boxed.points[[0, 2]], expected)
+    side = non_faces[0].shape[1]
+    box = [[side / 4, side / 4, 3 * side / 4, 3 * side / 4]]
+    np.testing.assert_array_equal(boxed.points[1],
+                                  faces.landmarks([non_faces[0]], boxes=box)[0])
+    found = faces.landmarks([astronaut], on_missing="skip")
+    assert found.missing.size == 0 and found.indices.tolist() == [0]
+    with pytest.raises(ValueError, match="on_missing"):
+        faces.landmarks([astronaut], on_missing="ignore")

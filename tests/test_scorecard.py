@@ -1,8 +1,11 @@
-"""The scorecard reads chapters' findings, says "not measured" for missing ones, and
-applies its stated claim-3 rule."""
+"""The scorecard and the verdict table read the chapters' findings (made up here), say
+"not measured" for what is missing, read verdicts per network, and take their anchor
+column from facelin.anchors."""
 import pytest
 
-from facelin import findings, scorecard
+from facelin import anchors, findings, scorecard
+
+CLAIM1, CLAIM2, CLAIM3 = (name for name, _ in scorecard.CLAIMS)
 
 
 def _axis_findings(deficit, tuned, tuned_null=0.0):
@@ -15,44 +18,107 @@ def _axis_findings(deficit, tuned, tuned_null=0.0):
 
 
 @pytest.mark.parametrize("deficit, tuned, expected", [
-    (0.9, 0.1, "partly"), (0.9, 0.8, "holds"), (0.1, 0.8, "partly"), (0.1, 0.1, "does not hold")])
+    (0.9, 0.1, "partly holds"), (0.9, 0.8, "holds"), (0.1, 0.8, "partly holds"),
+    (0.1, 0.1, "does not hold")])
 def test_claim3_rule(deficit, tuned, expected):
     assert scorecard.claim3_verdict(_axis_findings(deficit, tuned))[0] == expected
 
 
 def test_claim3_rule_compares_with_the_null():
     # Orthogonal tuning as common in the nulls as in the units is no evidence.
-    assert scorecard.claim3_verdict(_axis_findings(0.1, 0.8, tuned_null=0.7))[0] == "does not hold"
+    verdict, _ = scorecard.claim3_verdict(_axis_findings(0.1, 0.8, tuned_null=0.7))
+    assert verdict == "does not hold"
     with pytest.raises(KeyError, match="lack layers"):
         scorecard.claim3_verdict({"trained": {"pool": {}}})
 
 
-def test_table_marks_missing_chapters_and_uses_saved_numbers(tmp_path):
+def test_verdict_table_reads_verdicts_per_network(tmp_path):
+    findings.save("claim1_linear_code", {
+        "verdict": {"dlib-resnet": "holds", "mobileface": "partly holds",
+                    "faceres": "does not hold"},
+        "verdict_rule": "decoding EV above the untrained control"}, folder=tmp_path)
+    findings.save("claim2_recognition", {"verdict": "partly"}, folder=tmp_path)
+    table = scorecard.verdict_table(folder=tmp_path)
+    assert list(table.columns) == ["dlib-resnet", "mobileface", "faceres"]
+    assert list(table.index) == [CLAIM1, CLAIM2, CLAIM3]
+    assert table.loc[CLAIM1].tolist() == ["holds", "partly holds", "does not hold"]
+    # a plain string is the dlib-resnet verdict (files written before the networks)
+    assert table.loc[CLAIM2].tolist() == ["partly holds", "not measured", "not measured"]
+    assert set(table.loc[CLAIM3]) == {"not measured"}
+    rules = scorecard.verdict_rules(folder=tmp_path)
+    assert rules[CLAIM1].startswith("decoding EV") and rules[CLAIM2] is None
+
+
+def test_verdict_table_applies_the_claim3_rule_where_no_verdict_was_saved(tmp_path):
+    findings.save("claim3_axis_model", _axis_findings(0.95, 0.9), folder=tmp_path)
+    table = scorecard.verdict_table(folder=tmp_path)
+    assert table.loc[CLAIM3, "dlib-resnet"] == "holds"
+    assert table.loc[CLAIM3, "mobileface"] == "not measured"
+    # a saved verdict wins over the rule, and per-network parts are read per network
+    findings.save("claim3_axis_model", {
+        **_axis_findings(0.95, 0.9), "verdict": {"dlib-resnet": "does not hold"},
+        "networks": {"mobileface": _axis_findings(0.95, 0.1)}}, folder=tmp_path)
+    table = scorecard.verdict_table(folder=tmp_path)
+    assert table.loc[CLAIM3, "dlib-resnet"] == "does not hold"
+    assert table.loc[CLAIM3, "mobileface"] == "partly holds"
+    assert table.loc[CLAIM3, "faceres"] == "not measured"
+
+
+def test_unknown_verdict_words_are_not_verdicts():
+    assert scorecard.saved_verdicts({"verdict": "maybe"}) == {}
+    assert scorecard.saved_verdicts({"verdict": {"faceres": "sort of"}}) == {}
+    assert scorecard.saved_verdicts(None) == {}
+
+
+def test_table_has_a_column_per_network_and_anchors_from_the_anchor_table(tmp_path):
     findings.save("claim3_axis_model", _axis_findings(0.95, 0.1), folder=tmp_path)
-    findings.save("claim2_recognition", {"verdict": "holds", "verdict_reason": "close",
-                                         "feature_sets": {"CNN": {"rank1": 0.9, "auc": 0.99}}},
-                  folder=tmp_path)
-    t = scorecard.table(folder=tmp_path).set_index("chapter")
-    assert set(t.loc["claim1_linear_code", "measured"]) == {"not measured"}
-    claim3 = t.loc["claim3_axis_model"].set_index("item")
-    row = claim3.loc["Claim 3: CNN units not adequately modelled by the axis model"]
-    assert row.verdict == "partly" and "0.95" in row.measured
-    assert "2000 faces, 50-d (25 shape + 25 appearance)" in claim3.loc[
-        "face space and stimuli", "measured"]
-    assert t.loc["claim2_recognition", "verdict"] == "holds"
-    assert "rank-1 0.90" in t.loc["claim2_recognition", "measured"]
-    assert t.loc["face_cnn", "measured"] == "not measured"
+    findings.save("claim2_recognition", {
+        "verdict": {"dlib-resnet": "holds"},
+        "feature_sets": {"CNN": {"rank1": 0.9, "auc": 0.99}}}, folder=tmp_path)
+    t = scorecard.table(folder=tmp_path).set_index("item")
+    assert {"anchor", "source", "chapter", *scorecard.NETWORKS} <= set(t.columns)
+    assert t.loc[CLAIM1, "dlib-resnet"] == "not measured"
+    assert t.loc[CLAIM3, "dlib-resnet"].startswith("partly holds: ")
+    assert "0.95" in t.loc[CLAIM3, "dlib-resnet"]
+    assert t.loc[CLAIM3, "mobileface"] == "not measured"
+    assert "2000 faces, 50-d (25 shape + 25 appearance)" in t.loc[
+        "face space and stimuli", "dlib-resnet"]
+    assert t.loc[CLAIM2, "dlib-resnet"].startswith("holds: CNN: rank-1 0.90")
+    assert t.loc["dlib ResNet on LFW", "anchor"] == anchors.get("dlib_lfw").value == "99.38%"
+    assert t.loc["units recorded", "anchor"] == anchors.get("cells").value
+    assert t.loc["dlib ResNet on LFW", "dlib-resnet"] == "not measured"
 
 
 def test_a_chapter_missing_a_key_is_not_measured(tmp_path):
     findings.save("claim3_axis_model", {"trained": {}}, folder=tmp_path)
     t = scorecard.table(folder=tmp_path).set_index("item")
-    assert t.loc["Claim 3: CNN units not adequately modelled by the axis model",
-                 "measured"].startswith("not measured")
-    assert t.loc["units recorded", "measured"] == "not measured"
+    assert t.loc[CLAIM3, "dlib-resnet"].startswith("not measured")
+    assert t.loc["units recorded", "dlib-resnet"] == "not measured"
 
 
 def test_cnn_row_reads_the_port_agreement(tmp_path):
     findings.save("face_cnn", {"descriptor_max_abs_diff": 0.0012}, folder=tmp_path)
-    t = scorecard.table(folder=tmp_path).set_index("chapter")
-    assert "1.2e-03" in t.loc["face_cnn", "measured"]
+    t = scorecard.table(folder=tmp_path).set_index("item")
+    assert "1.2e-03" in t.loc["dlib ResNet on LFW", "dlib-resnet"]
+
+
+def test_anchors_have_sources_and_uncertain_ones_claim_no_number():
+    keys = [anchor.key for anchor in anchors.ANCHORS]
+    assert len(keys) == len(set(keys))
+    for anchor in anchors.ANCHORS:
+        assert anchor.source and anchor.value
+        if not anchor.certain:
+            assert not any(ch.isdigit() for ch in anchor.value)
+    assert {row.anchor for row in scorecard.ROWS} <= set(keys)
+    with pytest.raises(KeyError, match="no anchor"):
+        anchors.get("nonsense")
+
+
+def test_findings_files_hold_measurements_not_anchor_values():
+    """The book's findings hold no literature value typed in as a measurement."""
+    import json
+    from pathlib import Path
+    folder = Path(__file__).resolve().parent.parent / "book" / "findings"
+    for path in folder.glob("*.json"):
+        text = json.dumps(json.loads(path.read_text()))
+        assert "99.38" not in text and "Chang & Tsao" not in text, path.name

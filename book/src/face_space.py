@@ -33,30 +33,10 @@ import numpy as np
 from skimage import data
 
 from facelin import datasets, faces
-from facelin.facespace import FaceSpace, chip_landmarks
+from facelin.facespace import FaceSpace, reconstruction_errors
+from facelin.figures import image_grid
 
 plt.rcParams["figure.dpi"] = 80
-
-
-def show_grid(images, rows, cols, titles=None, landmarks=None, size=1.6, row_labels=None):
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size), squeeze=False)
-    for index, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if index >= len(images):
-            continue
-        ax.imshow(images[index], cmap="gray", vmin=0, vmax=1 if images[index].dtype != np.uint8
-                  else 255)
-        if landmarks is not None:
-            ax.plot(landmarks[index][:, 0], landmarks[index][:, 1], ".", color="tab:red", ms=2)
-        if titles is not None:
-            ax.set_title(titles[index], fontsize=8)
-    if row_labels is not None:
-        for ax, label in zip(axes[:, 0], row_labels):
-            ax.text(-0.1, 0.5, label, transform=ax.transAxes, ha="right", va="center",
-                    fontsize=9)
-    fig.tight_layout()
-    return fig
-
 
 face_set = datasets.load_faces(FACE_SOURCE, max_images=MAX_IMAGES)
 images = list(face_set.images)
@@ -72,7 +52,7 @@ print("faces:", len(face_set), "| rejected:", len(face_set.rejected))
 # detector misses many faces this small). The crops are tight: the jaw often leaves them.
 
 # %%
-show_grid(images[:12], 2, 6, landmarks=face_set.landmarks[:12]);
+image_grid(images[:12], 2, 6, landmarks=face_set.landmarks[:12]);
 
 # %% [markdown]
 # ## Building the space
@@ -90,7 +70,8 @@ print(f"fitted on {n_train} faces in {time.perf_counter() - start:.1f} s; "
 
 # %% tags=["nbval-check-output"]
 print("faces used to build the space:", n_train)
-print(f"variance explained by 25 shape PCs: {space.shape_explained_variance_ratio_.sum():.2f}")
+shape_share = space.shape_explained_variance_ratio_.sum()
+print(f"variance explained by 25 shape PCs: {shape_share:.2f}")
 print(f"variance explained by 25 appearance PCs: "
       f"{space.appearance_explained_variance_ratio_.sum():.2f}")
 
@@ -134,8 +115,9 @@ for block, offset in (("shape", 0), ("appearance", 25)):
         params[:, offset + k] = steps * np.sqrt(space.eigenvalues_[offset + k])
         axis_rows.append(space.synthesize(params)[0])
         labels.append(f"{block} {k + 1}")
-show_grid(np.concatenate(axis_rows), len(axis_rows), len(steps), row_labels=labels,
-          titles=[f"{s:+g} SD" for s in steps] + [""] * (len(steps) * (len(axis_rows) - 1)));
+titles = [f"{s:+g} SD" for s in steps] + [""] * (len(steps) * (len(axis_rows) - 1))
+image_grid(np.concatenate(axis_rows), len(axis_rows), len(steps), row_labels=labels,
+           titles=titles);
 
 # %% [markdown]
 # ## Random stimuli
@@ -149,7 +131,7 @@ stimulus_params = space.sample(2000, seed=0)
 start = time.perf_counter()
 stimuli, stimulus_points = space.synthesize(stimulus_params)
 print(f"2,000 faces at 150x150 in {time.perf_counter() - start:.1f} s")
-show_grid(stimuli[:24], 3, 8, size=1.3);
+image_grid(stimuli[:24], 3, 8, size=1.3);
 
 # %% [markdown]
 # ## Explained variance
@@ -166,7 +148,8 @@ ks = np.arange(1, k_max + 1)
 ax.plot(ks, np.cumsum(full.shape_explained_variance_ratio_), label="shape")
 ax.plot(ks, np.cumsum(full.appearance_explained_variance_ratio_), label="appearance")
 ax.axvline(25, color="grey", lw=0.8, ls="--")
-ax.set(xlabel="number of components", ylabel="cumulative explained variance", ylim=(0, 1.02))
+ax.set(xlabel="number of components", ylabel="cumulative explained variance",
+       ylim=(0, 1.02))
 ax.legend();
 
 # %% [markdown]
@@ -182,8 +165,8 @@ test_params = space.transform(test_images, test_points)
 reconstructions, _ = space.synthesize(test_params)
 chips = faces.face_chips(test_images, test_points).numpy().transpose(0, 2, 3, 1) / 255
 originals = chips[..., 0] if space.n_channels == 1 else chips
-show_grid(np.concatenate([originals[:8], reconstructions[:8]]), 2, 8, size=1.4,
-          row_labels=["chip", "50-d"]);
+image_grid(np.concatenate([originals[:8], reconstructions[:8]]), 2, 8, size=1.4,
+           row_labels=["chip", "50-d"]);
 
 # %% [markdown]
 # ## How well the space fits held-out faces
@@ -196,29 +179,16 @@ show_grid(np.concatenate([originals[:8], reconstructions[:8]]), 2, 8, size=1.4,
 # comparison, on the faces the space was built from.
 
 # %%
-def fit_errors(space, image_list, points, ks):
-    params = space.transform(image_list, points)
-    true_points = chip_landmarks(points)
-    textures = space.textures(image_list, points)
-    n_shape = space.n_shape
-    landmark_rmse, texture_rmse = [], []
-    for k in ks:
-        kept = space.reconstruct(params, n_shape=k, n_appearance=k)
-        fitted_points = space.shape_landmarks(kept[:, :n_shape])
-        landmark_rmse.append(np.sqrt(((fitted_points - true_points) ** 2).sum(-1).mean()))
-        fitted = space.texture_vectors(kept[:, n_shape:])
-        texture_rmse.append(255 * np.sqrt(((fitted - textures) ** 2).mean()))
-    return np.array(landmark_rmse), np.array(texture_rmse)
-
-
 ks = np.array([0, 1, 2, 3, 5, 8, 12, 16, 20, 25, 30, 40, 50, 60])
 ks = ks[ks <= k_max]
-held_landmarks, held_textures = fit_errors(full, test_images, test_points, ks)
-train_landmarks, train_textures = fit_errors(full, train_images[:40], train_points[:40], ks)
+held_landmarks, held_textures = reconstruction_errors(full, test_images, test_points,
+                                                      ks)
+train_landmarks, train_textures = reconstruction_errors(full, train_images[:40],
+                                                        train_points[:40], ks)
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-for ax, held, train, what in ((axes[0], held_landmarks, train_landmarks, "landmark RMSE (px)"),
-                              (axes[1], held_textures, train_textures,
-                               "texture RMSE (grey levels)")):
+panels = ((held_landmarks, train_landmarks, "landmark RMSE (px)"),
+          (held_textures, train_textures, "texture RMSE (grey levels)"))
+for ax, (held, train, what) in zip(axes, panels):
     ax.plot(ks, held, "o-", label="held-out faces")
     ax.plot(ks, train, "s--", label="faces in the space", alpha=0.7)
     ax.axvline(25, color="grey", lw=0.8, ls="--")
@@ -227,8 +197,8 @@ axes[0].legend();
 
 # %% tags=["nbval-check-output"]
 at = {k: i for i, k in enumerate(ks)}
-print(f"held-out landmark RMSE (px in a 150 chip): mean shape {held_landmarks[at[0]]:.0f}, "
-      f"25 PCs {held_landmarks[at[25]]:.1f}")
+print(f"held-out landmark RMSE (px in a 150 chip): "
+      f"mean shape {held_landmarks[at[0]]:.0f}, 25 PCs {held_landmarks[at[25]]:.1f}")
 print(f"held-out texture RMSE (grey levels): mean texture {held_textures[at[0]]:.0f}, "
       f"25 PCs {held_textures[at[25]]:.0f}")
 print("25 PCs fit held-out faces worse than the faces in the space:",
@@ -251,12 +221,15 @@ error = (space.transform(check_images, check_points) - check_params) / np.sqrt(
     space.eigenvalues_)
 
 # %% tags=["nbval-check-output"]
-print("shape parameters recovered to 1e-8 SD:", bool(np.abs(error[:, :25]).max() < 1e-8))
-print("appearance rms error below 0.1 SD:", bool(np.sqrt((error[:, 25:] ** 2).mean()) < 0.1))
+print("shape parameters recovered to 1e-8 SD:",
+      bool(np.abs(error[:, :25]).max() < 1e-8))
+print("appearance rms error below 0.1 SD:",
+      bool(np.sqrt((error[:, 25:] ** 2).mean()) < 0.1))
 
 # %%
-print(f"appearance rms error {np.sqrt((error[:, 25:] ** 2).mean()):.3f} SD, median face "
-      f"{np.median(np.sqrt((error[:, 25:] ** 2).mean(axis=1))):.3f} SD")
+per_face = np.sqrt((error[:, 25:] ** 2).mean(axis=1))
+print(f"appearance rms error {np.sqrt((error[:, 25:] ** 2).mean()):.3f} SD, "
+      f"median face {np.median(per_face):.3f} SD")
 
 # %% [markdown]
 # ## What the 25x25 source costs
@@ -270,26 +243,28 @@ print(f"appearance rms error {np.sqrt((error[:, 25:] ** 2).mean()):.3f} SD, medi
 # `FACE_SOURCE` above.
 
 # %%
-crop = data.lfw_subset()[face_set.indices[n_train]] if FACE_SOURCE == "lfw_subset" else None
-panels = ([crop] if crop is not None else []) + [originals[0], reconstructions[0]]
-show_grid(panels, 1, len(panels), size=2.2,
-          titles=(["source 25x25"] if crop is not None else []) + ["chip", "50-d"]);
+embedded = FACE_SOURCE == "lfw_subset"
+crop = [data.lfw_subset()[face_set.indices[n_train]]] if embedded else []
+panels = crop + [originals[0], reconstructions[0]]
+image_grid(panels, 1, len(panels), size=2.2,
+           titles=["source 25x25"] * len(crop) + ["chip", "50-d"]);
 
 # %%
 def energy_above(images, cutoff):
     """Share of the spectral energy (mean removed) above `cutoff` cycles per image."""
-    spectrum = np.abs(np.fft.fft2(images - images.mean(axis=(1, 2), keepdims=True))) ** 2
+    centred = images - images.mean(axis=(1, 2), keepdims=True)
+    spectrum = np.abs(np.fft.fft2(centred)) ** 2
     frequency = np.fft.fftfreq(images.shape[1]) * images.shape[1]
     radius = np.hypot(frequency[:, None], frequency[None, :])
     return spectrum[:, radius > cutoff].sum() / spectrum.sum()
 
 
 # one source pixel covers `upsampling` image pixels (6 for scikit-image's faces) and an
-# image pixel covers 149 / (chip width) chip pixels: the source's Nyquist limit, 0.5 cycles
-# per source pixel, in cycles per 130-pixel window of the chip
+# image pixel covers 149 / (chip width) chip pixels: the source's Nyquist limit,
+# 0.5 cycles per source pixel, in cycles per 130-pixel window of the chip
 upsampling = 6 if FACE_SOURCE == "lfw_subset" else 1
-chip_widths = faces.chip_transforms(face_set.landmarks, 150)[0][:, 2:] - \
-    faces.chip_transforms(face_set.landmarks, 150)[0][:, :2]
+chip_rects = faces.chip_transforms(face_set.landmarks, 150)[0]
+chip_widths = chip_rects[:, 2] - chip_rects[:, 0]
 chip_per_source = upsampling * 149 / np.median(chip_widths)
 source_nyquist = 130 * 0.5 / chip_per_source
 share = energy_above(stimuli[:200, 10:140, 10:140], source_nyquist)
@@ -310,9 +285,10 @@ print(f"texture energy above the source's resolution: {round(share * 100):d}%")
 
 # %%
 strengths = [0.0, 0.5, 1.0, 2.0]
-rows = [datasets.identity_set(space, 1, 6, nuisance=s, seed=5).images for s in strengths]
-show_grid(np.concatenate(rows), len(rows), 6, size=1.3,
-          row_labels=[f"strength {s:g}" for s in strengths]);
+rows = [datasets.identity_set(space, 1, 6, nuisance=s, seed=5).images
+        for s in strengths]
+image_grid(np.concatenate(rows), len(rows), 6, size=1.3,
+           row_labels=[f"strength {s:g}" for s in strengths]);
 
 # %% [markdown]
 # Later chapters use `facespace.default_space()`: the space built from all 100 faces

@@ -27,7 +27,8 @@ print("CUDA kernels in this build:", facelin.cuda_built())
 generator = torch.Generator().manual_seed(0)
 responses = torch.randn(2000, 512, generator=generator, dtype=torch.float64)
 gram = responses.T @ responses
-subsets = torch.stack([torch.randperm(512, generator=generator)[:100] for _ in range(1000)])
+subsets = torch.stack([torch.randperm(512, generator=generator)[:100]
+                       for _ in range(1000)])
 
 blocks = _ops.gather_gram(gram, subsets)
 reference = gram[subsets[:, :, None], subsets[:, None, :]]

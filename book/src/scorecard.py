@@ -2,16 +2,19 @@
 # # Scorecard
 #
 # One row per claim of Sun, Dong & Hu (2019) and per anchor number of Chang & Tsao (2017)
-# and dlib: the anchor's value and source, the value this book measured and the chapter
-# that measured it, and a verdict: *holds*, *partly* or *does not hold*. Every measured
-# value is read from the findings file that its chapter wrote when it was executed
-# (`book/findings/<chapter>.json`, see `facelin.findings`); nothing here is typed in. A
-# chapter that has not saved findings shows "not measured". A claim's verdict is the one
-# its chapter saved, where it saved one; for claim 3 the rule is
-# `facelin.scorecard.claim3_verdict`: in the pooled layer and the descriptor, does a majority of the trained
-# network's units fail the axis model beyond their matched axis nulls, by the model
-# comparison and by Chang & Tsao's orthogonal-flatness test? Both: holds; one: partly;
-# neither: does not hold. Rows without a rule show "-" (the chapter discusses them).
+# and dlib; one column per face CNN. The *anchor* column is the literature value with its
+# source (`facelin.anchors`, where every literature value of the book lives, with its
+# citation; a value not given in the material this reproduction had is marked as such
+# instead of guessed). Each network's column holds what this book measured, read from the
+# findings file its chapter wrote when it executed (`book/findings/<chapter>.json`, see
+# `facelin.findings`): nothing here is typed in, and the findings files hold
+# measurements only. A chapter that has not saved findings for a network shows "not
+# measured". On the claim rows the verdict leads the cell: the verdict the claim's
+# chapter computed by its stated rule; for claim 3, where its chapter saved none, the
+# rule is `facelin.scorecard.claim3_verdict`: in the pooled layer and the descriptor,
+# does a majority of the trained network's units fail the axis model beyond their
+# matched axis nulls, by the model comparison and by Chang & Tsao's
+# orthogonal-flatness test? Both: holds; one: partly holds; neither: does not hold.
 
 # %%
 import pandas as pd
@@ -22,13 +25,13 @@ pd.set_option("display.max_colwidth", None)
 card = scorecard.table()
 card.style.hide(axis="index").set_properties(**{"text-align": "left"})
 
-# %%
-print("chapters with findings:",
-      sorted(set(card.chapter[~card.measured.str.startswith(scorecard.NOT_MEASURED)])))
+# %% [markdown]
+# The verdicts alone, claim by network (the table on the book's first page):
 
 # %% tags=["nbval-check-output"]
-claim3 = card[card.chapter == "claim3_axis_model"].iloc[0]
-print("claim 3:", claim3.verdict)
+verdicts = scorecard.verdict_table()
+for claim, row in verdicts.iterrows():
+    print(f"{claim}: " + "; ".join(f"{net} {verdict}" for net, verdict in row.items()))
 
 # %% [markdown]
 # ## Where our protocol necessarily departs from the paper's
