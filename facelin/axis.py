@@ -816,8 +816,8 @@ def unit_table(params, layers: dict, cv: int = 5, n_centres: int = 300, seed: in
     ``layers`` maps a name to responses (n, U). One row per unit: ``layer``, ``unit``
     (column in its layer), the four models' EVs, ``gain`` (reference EV minus axis EV),
     ``exemplar_on_bound``, ``reference_scale``, ``reference_alpha``, ``depth_ratio`` and
-    ``flat``, and the null's ``gain_null``, ``depth_ratio_null``, ``axis_null``,
-    ``reference_null``."""
+    ``flat``, and the null's ``gain_null``, ``depth_ratio_null``, ``flat_null``,
+    ``axis_null``, ``reference_null``."""
     x = _as_matrix(params, "params")
     real = {name: _check(x, r)[1] for name, r in layers.items()}
     if not real:
@@ -841,6 +841,7 @@ def unit_table(params, layers: dict, cv: int = 5, n_centres: int = 300, seed: in
     table["reference_null"] = null.reference.to_numpy()
     table["gain_null"] = (null.reference - null.axis).to_numpy()
     table["depth_ratio_null"] = flat.depth_ratio.iloc[total:].to_numpy()
+    table["flat_null"] = flat.flat.iloc[total:].to_numpy()
     return table
 
 

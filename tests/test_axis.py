@@ -341,7 +341,7 @@ def test_unit_table_and_controls_label_axis_and_exemplar_units(faces):
     table = axis.unit_table(faces, {k: v["responses"] for k, v in populations.items()},
                             cv=3, n_centres=200)
     assert len(table) == 16 * 3
-    assert {"gain", "gain_null", "depth_ratio_null"} <= set(table)
+    assert {"gain", "gain_null", "depth_ratio_null", "flat_null"} <= set(table)
     accuracy = axis.control_accuracy(table, populations).set_index("population")
     assert accuracy.loc["axis, noise 0.3", "rule"] >= 0.8
     assert accuracy.loc["axis, noise 0.3", "comparison"] >= 0.9

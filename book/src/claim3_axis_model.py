@@ -464,12 +464,23 @@ fig.tight_layout()
 
 # %%
 def layer_findings(net, pretrained):
-    table = results[(net, pretrained)][2]
-    bound = table.groupby("layer").exemplar_on_bound.mean()
+    table = results[(net, pretrained)][2].groupby("layer")
+    bound, flat = table.exemplar_on_bound.mean(), table[["flat", "flat_null"]].mean()
     return {name: {"units": v["units"], "departing_fraction": v["departing_fraction"],
                    "departing_low": v["low"], "departing_high": v["high"],
-                   "verdict": v["verdict"], "exemplar_on_bound": float(bound[name])}
+                   "excess_gain": v["excess_gain"], "verdict": v["verdict"],
+                   "exemplar_on_bound": float(bound[name]),
+                   "flat": float(flat.flat[name]),
+                   "flat_null": float(flat.flat_null[name])}
             for name, v in verdicts[(net, pretrained)]["layers"].items()}
+
+
+def engineered_findings(net):
+    rows = engineered_table[engineered_table.network == net]
+    return {f"{row.layer}, {row.units}": {"median_ratio": row["median ratio"],
+                                          "low": row.low, "high": row.high,
+                                          "axis_change": row["axis change"]}
+            for _, row in rows.iterrows()}
 
 
 def control_findings(kind):
@@ -482,23 +493,24 @@ def control_findings(kind):
             for g, part in rows.groupby("geometry")}
 
 # %%
+networks = {net: {
+    "layers": LAYERS[net], "trained": layer_findings(net, True),
+    "untrained": layer_findings(net, False), "engineered": engineered_findings(net),
+    "sta_regression_angle": axes_table.loc[net]["STA-regression angle"].to_dict(),
+    "spi_median": axes_table.loc[net]["SPI"].to_dict()} for net in NETWORKS}
 findings.save("claim3_axis_model", {
-    "faces": len(stim), "cv": CV, "units_per_conv_layer": N_UNITS,
+    "faces": len(stim), "dims": stim.space.n_params, "shape_dims": stim.space.n_shape,
+    "appearance_dims": stim.space.n_params - stim.space.n_shape, "cv": CV,
+    "units_per_layer": N_UNITS,
     "effect_size_rule": {"effect_size_ev": EFFECT_SIZE, "orthogonal_quantile": 0.95,
                          "holds_at": 0.5, "fails_at": 0.2},
     "verdict_rule": axis.verdict_rule(EFFECT_SIZE),
-    "layers": {net: {state(p): layer_findings(net, p) for p in (True, False)}
-               for net in NETWORKS},
     "verdict": {net: verdicts[(net, True)]["verdict"] for net in NETWORKS},
     "verdict_untrained": {net: verdicts[(net, False)]["verdict"] for net in NETWORKS},
     "controls": {"axis": control_findings("axis"), "axis_excess_gain_sd": axis_sd,
-                 "exemplar": control_findings("exemplar")},
-    "engineered_ratio": {f"{row.network} {row.layer} {row.units}": {
-        "median": row["median ratio"], "low": row.low, "high": row.high}
-        for _, row in engineered_table.iterrows()},
-    "sta_regression_angle": {net: axes_table.loc[net]["STA-regression angle"].to_dict()
-                             for net in NETWORKS},
-    "spi_median": {net: axes_table.loc[net]["SPI"].to_dict() for net in NETWORKS},
+                 "exemplar": control_findings("exemplar"),
+                 "engineered": engineered_findings("simulated")},
+    "networks": networks,
 });
 
 # %% [markdown]
