@@ -7,9 +7,8 @@
 # direction orthogonal to it the response is flat. They reported that cells' tuning
 # along the longest axis orthogonal to the spike-triggered average (STA) was flat, and
 # that faces engineered to move only orthogonally to a cell's axis left its response
-# unchanged (Chang & Tsao 2017, Figs. 3-4; a literature value, not measured here). Sun,
-# Dong & Hu's third claim is that face-CNN units are *not* adequately described this
-# way.
+# unchanged (Chang & Tsao 2017; a finding of theirs, not measured here). Sun, Dong &
+# Hu's third claim is that face-CNN units are *not* adequately described this way.
 #
 # With 2,000 faces and deterministic units, almost any nonlinearity is *detectable*; the
 # question is whether it is *large*. So the chapter judges the claim by effect size, on
@@ -77,10 +76,10 @@ pd.DataFrame({net: pd.Series(layers) for net, layers in LAYERS.items()})
 
 # %% [markdown]
 # Each network is studied in four layers spread over its early and middle stages and in
-# its deep layers (last block, pooled layer, descriptor); the untrained network of the
-# same architecture (random weights) is the control for what training did. The faces are
-# Chang & Tsao's 2,000 stimuli from the face-space chapter, in their normalised
-# coordinates.
+# its deep layers (`experiment.deep_layers`: the last block output(s), the pooled layer
+# and the descriptor); the untrained network of the same architecture (random weights)
+# is the control for what training did. The faces are Chang & Tsao's 2,000 stimuli from
+# the face-space chapter, in their normalised coordinates.
 #
 # ## The models
 #
@@ -167,9 +166,10 @@ for geometry in axis.GEOMETRIES:
 # ## The CNN units
 #
 # Per network, trained and untrained: `N_UNITS` random responsive units of each
-# convolutional layer (units silent on over 95% of the faces have no tuning curve) and
-# every responsive unit of the pooled layer and the descriptor, each with its matched
-# null, in one model comparison per network.
+# convolutional layer (units silent on over 95% of the faces have no tuning curve), and
+# every recorded responsive unit of the descriptor and of layers of at most 256 units
+# (dlib's pooled layer), each with its matched null, in one model comparison per
+# network.
 
 # %%
 def analyse(network, pretrained):
@@ -177,9 +177,9 @@ def analyse(network, pretrained):
     model comparison and flatness tests took."""
     pop = experiment.population(stim, network, pretrained=pretrained, progress=False)
     layers = {name: pop.layer(name).double() for name in LAYERS[network]}
-    pooled_and_descriptor = experiment.deep_layers(network)[-2:]  # every unit of these
-    chosen = {name: axis.sample_units(r, r.shape[1] if name in pooled_and_descriptor
-                                      else N_UNITS, seed=SEED + i)
+    descriptor = experiment.descriptor_layer(network)
+    chosen = {name: axis.sample_units(r, r.shape[1] if name == descriptor
+                                      or r.shape[1] <= 256 else N_UNITS, seed=SEED + i)
               for i, (name, r) in enumerate(layers.items())}
     responses = {name: layers[name][:, c] for name, c in chosen.items()}
     start = time.perf_counter()
@@ -203,6 +203,11 @@ def state(pretrained):
     return "trained" if pretrained else "untrained"
 
 
+def short(layer):
+    """A layer's name as the figures label it."""
+    return layer.split(".")[0].replace("_relu_clip_by_value", "")
+
+
 verdicts = {(net, pretrained): axis.claim3_verdict(results[(net, pretrained)][2],
                                                    experiment.deep_layers(net),
                                                    effect_size=EFFECT_SIZE, seed=SEED)
@@ -224,7 +229,7 @@ for ax, net in zip(axes[0], NETWORKS):
                     capsize=3, label=state(pretrained))
     ax.axhspan(0.5, 1, color="tab:red", alpha=0.08)
     ax.axhspan(0, 0.2, color="tab:green", alpha=0.08)
-    ax.set_xticks(range(len(t)), [n.split(".")[0] for n in t.index], rotation=30)
+    ax.set_xticks(range(len(t)), [short(n) for n in t.index], rotation=30)
     ax.set(title=net, ylabel="departing fraction (95% CI)", ylim=(0, 1))
 axes[0, 0].legend()
 fig.tight_layout()
@@ -236,7 +241,7 @@ fig.tight_layout()
 # %% tags=["nbval-check-output"]
 for (net, pretrained), v in verdicts.items():
     deep = layer_table.loc[(net, state(pretrained))].loc[experiment.deep_layers(net)]
-    spans = ", ".join(f"{name.split('.')[0]} {row.departing_fraction:.3g} "
+    spans = ", ".join(f"{short(name)} {row.departing_fraction:.3g} "
                       f"[{row.low:.3g}, {row.high:.3g}]"
                       for name, row in deep.iterrows())
     print(f"{net}, {state(pretrained)}: claim 3 {v['verdict']} (departing: {spans})")
@@ -278,7 +283,7 @@ fig.tight_layout()
 
 # %% tags=["nbval-check-output"]
 for (net, pretrained), v in verdicts.items():
-    spans = ", ".join(f"{name.split('.')[0]} {v['layers'][name]['excess_gain']:.3g} "
+    spans = ", ".join(f"{short(name)} {v['layers'][name]['excess_gain']:.3g} "
                       f"[{v['layers'][name]['excess_gain_low']:.3g}, "
                       f"{v['layers'][name]['excess_gain_high']:.3g}]"
                       for name in experiment.deep_layers(net))
@@ -409,7 +414,7 @@ engineered_table.round(3)
 
 # %%
 long = pd.concat([axis.engineered_ratio(t).rename("ratio").to_frame().assign(
-    group=f"{net}\n{layer.split('.')[0]}", units=kind)
+    group=f"{net}\n{short(layer)}", units=kind)
     for (net, layer), by_kind in tests.items() for kind, t in by_kind.items()])
 fig, ax = plt.subplots(figsize=(12, 3.5))
 sns.boxplot(data=long, x="group", y="ratio", hue="units", fliersize=2, ax=ax)
