@@ -9,6 +9,7 @@ version): a chapter run on its own computes what it lacks, and the next one reus
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -23,8 +24,9 @@ from . import __version__
 from .facespace import FaceSpace, cache_dir, default_space
 
 CACHE_FORMAT = 2
-# The face CNNs the chapters study, each with its untrained control (pretrained=False).
-NETWORKS = ("dlib-resnet",)
+# The face CNNs the chapters study, each with its untrained control (pretrained=False);
+# see facelin.models.networks.
+NETWORKS = ("dlib-resnet", "mobileface", "faceres")
 
 
 def _cached(kind: str, key: dict, compute: Callable[[], dict]) -> dict:
@@ -108,21 +110,24 @@ def _check_network(name: str) -> None:
 def network(name: str = "dlib-resnet", pretrained: bool = True):
     """The face CNN ``name`` (one of :data:`NETWORKS`) with its trained weights, or with
     ``pretrained=False`` the same architecture with seeded random weights (the control)."""
+    from .models import load_network
+
     _check_network(name)
-    return _model(name, pretrained)
+    return load_network(name, pretrained=pretrained)
 
 
+@functools.lru_cache(maxsize=8)
 def _model(name: str, pretrained: bool):
-    from .models import load_dlib_resnet
-
-    return load_dlib_resnet(pretrained=pretrained)
+    """The network, loaded once per process (for this module's own use)."""
+    return network(name, pretrained)
 
 
 def inputs(chips, landmarks, network_name: str = "dlib-resnet") -> torch.Tensor:
     """The input chips of ``network_name`` (N, 3, S, S) float32, 0..255, cut from images
     (here dlib chips, (N, 3, 150, 150) uint8) with their dlib 68-point ``landmarks``
     (N, 68, 2). The stimuli's chips are dlib's own alignment, so dlib's network takes them
-    as they are."""
+    as they are; the other networks' chips are cut from them by the network's own
+    alignment (``model.chips``: the ArcFace five-point template)."""
     _check_network(network_name)
     chips = torch.as_tensor(chips)
     if chips.dim() != 4 or chips.shape[1] != 3:
@@ -130,7 +135,9 @@ def inputs(chips, landmarks, network_name: str = "dlib-resnet") -> torch.Tensor:
     if np.asarray(landmarks).shape != (len(chips), 68, 2):
         raise ValueError(f"landmarks: expected ({len(chips)}, 68, 2), "
                          f"got {np.asarray(landmarks).shape}")
-    return chips.float()
+    if network_name == "dlib-resnet":
+        return chips.float()
+    return _model(network_name, True).chips(chips, landmarks)
 
 
 def block_outputs(model) -> list[str]:
@@ -141,22 +148,25 @@ def block_outputs(model) -> list[str]:
 
 
 def analysis_layers(network_name: str = "dlib-resnet") -> list[str]:
-    """The layers the claim chapters study, in forward order; for dlib's ResNet the stem,
-    every residual block's output, the 256-d pooled layer and the 128-d descriptor."""
+    """The layers the claim chapters study, in forward order: for dlib's ResNet the
+    stem, every residual block's output, the 256-d pooled layer and the 128-d
+    descriptor; for the others an early layer, block outputs at every resolution, the
+    pooled layer and the descriptor (``model.analysis_layers()``)."""
     _check_network(network_name)
-    return ["stem.max_pool"] + block_outputs(_model(network_name, False)) + ["pool",
-                                                                            "descriptor"]
+    return _model(network_name, False).analysis_layers()
 
 
 def deep_layers(network_name: str = "dlib-resnet") -> list[str]:
-    """The deep layers, where the claims are judged: the last block's output, the pooled
-    layer and the descriptor."""
-    return analysis_layers(network_name)[-3:]
+    """The deep layers, where the claims are judged: the last block output(s), the
+    pooled layer and the descriptor."""
+    _check_network(network_name)
+    return _model(network_name, False).deep_layers()
 
 
 def descriptor_layer(network_name: str = "dlib-resnet") -> str:
     """The layer whose output is the network's face descriptor."""
-    return analysis_layers(network_name)[-1]
+    _check_network(network_name)
+    return _model(network_name, False).descriptor_layer
 
 
 def _unit_spec(model, layers, units_per_layer: int) -> dict:

@@ -34,6 +34,9 @@ __all__ = [
     "lfw_face_chips",
     "dlib_reference_chips",
     "ON_MISSING",
+    "ARCFACE_TEMPLATE",
+    "five_points",
+    "template_chips",
 ]
 
 #: What `landmarks` does with images in which dlib's detector finds no face.
@@ -426,6 +429,60 @@ def face_chips(images, landmarks, size: int = 150, padding: float = 0.25,
         if quantize:
             # dlib stores the interpolated value in a uint8 pixel by truncation.
             chip = np.floor(np.clip(chip, 0, 255))
+        chips[index] = chip.transpose(2, 0, 1)
+    return torch.from_numpy(chips)
+
+
+# --------------------------------------------------------------------------------------
+# Five-point template alignment (ArcFace / InsightFace)
+# --------------------------------------------------------------------------------------
+
+# The ArcFace 112x112 template (InsightFace's ``arcface_dst``), in pixel-index
+# coordinates: the eye centres (image left, then right), the nose tip and the mouth
+# corners.
+ARCFACE_TEMPLATE = np.array([
+    [38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+    [41.5493, 92.3655], [70.7299, 92.2041],
+])
+
+
+def five_points(landmarks) -> np.ndarray:
+    """The five template points from dlib's 68 landmarks: the centres of the eyes
+    (points 36..41 and 42..47), the nose tip (30) and the mouth corners (48, 54).
+    (N, 68, 2) -> (N, 5, 2)."""
+    points = np.asarray(landmarks, dtype=np.float64)
+    if points.ndim != 3 or points.shape[1:] != (68, 2):
+        raise ValueError(f"landmarks: expected shape (N, 68, 2), got {points.shape}")
+    return np.stack([points[:, 36:42].mean(1), points[:, 42:48].mean(1), points[:, 30],
+                     points[:, 48], points[:, 54]], axis=1)
+
+
+def template_chips(images, landmarks, size: int = 112) -> torch.Tensor:
+    """Chips aligned to the ArcFace five-point template, as InsightFace aligns faces:
+    the least-squares similarity transform from `five_points` of the 68 landmarks to
+    `ARCFACE_TEMPLATE` scaled by ``size / 112`` (skimage's ``SimilarityTransform``
+    estimate), then bilinear sampling (0 where a pixel's 2x2 neighbourhood leaves the
+    image, as in `face_chips`; values are not rounded).
+
+    images : as for `face_chips` (uint8). landmarks : (N, 68, 2) dlib landmarks.
+    Returns an (N, 3, size, size) float32 tensor of RGB values in 0..255.
+    """
+    images = _image_list(images)
+    if int(size) != size or size < 2:
+        raise ValueError(f"size: expected an integer >= 2, got {size}")
+    size = int(size)
+    points = five_points(_landmark_array(landmarks, len(images)))
+    template = np.broadcast_to(ARCFACE_TEMPLATE * (size / 112.0), points.shape)
+    # fitted image -> template (least squares in the chip, as InsightFace fits it), then
+    # inverted so that every chip pixel is looked up in the image
+    matrix, mean_image, mean_chip = _similarity_transforms(points, template)
+    inverse = np.linalg.inv(matrix)
+    pixels = np.arange(size, dtype=np.float64)
+    grid = np.stack(np.meshgrid(pixels, pixels), axis=-1)
+    chips = np.empty((len(images), 3, size, size), dtype=np.float32)
+    for index, image in enumerate(images):
+        source = mean_image[index] + (grid - mean_chip[index]) @ inverse[index].T
+        chip = _bilinear(image, source[..., 0], source[..., 1])
         chips[index] = chip.transpose(2, 0, 1)
     return torch.from_numpy(chips)
 

