@@ -7,8 +7,9 @@
 # direction orthogonal to it the response is flat. They reported that cells' tuning
 # along the longest axis orthogonal to the spike-triggered average (STA) was flat, and
 # that faces engineered to move only orthogonally to a cell's axis left its response
-# unchanged (Chang & Tsao 2017; a finding of theirs, not measured here). Sun, Dong &
-# Hu's third claim is that face-CNN units are *not* adequately described this way.
+# unchanged (Chang & Tsao 2017, Cell 169:1013; their finding, not measured here). Sun,
+# Dong & Hu's third claim is that face-CNN units are *not* adequately described this
+# way.
 #
 # With 2,000 faces and deterministic units, almost any nonlinearity is *detectable*; the
 # question is whether it is *large*. So the chapter judges the claim by effect size, on
@@ -46,6 +47,7 @@
 N_UNITS = 200         # units per convolutional layer (of the 512 recorded)
 N_SIMULATED = 100     # simulated units per control population
 N_ENGINEERED = 40     # random units per deep layer for the engineered faces
+ENGINEERED_STEPS = (-2.0, 0.0, 2.0)  # SD of the faces along each engineered direction
 CV = 5                # outer folds of the model comparison
 EFFECT_SIZE = 0.05    # EV, the rule's effect size
 SEED = 0
@@ -70,12 +72,13 @@ stim = experiment.stimuli(2000, seed=SEED, progress=False)
 x = torch.from_numpy(stim.normalized)  # Chang & Tsao's analysis normalisation
 NETWORKS = experiment.NETWORKS
 LAYERS = {net: axis.study_layers(experiment.analysis_layers(net),
-                                 experiment.deep_layers(net)) for net in NETWORKS}
+                                 experiment.deep_layers(net), n_early=3)
+          for net in NETWORKS}
 VARIANTS = [(net, pretrained) for net in NETWORKS for pretrained in (True, False)]
 pd.DataFrame({net: pd.Series(layers) for net, layers in LAYERS.items()})
 
 # %% [markdown]
-# Each network is studied in four layers spread over its early and middle stages and in
+# Each network is studied in three layers spread over its early and middle stages and in
 # its deep layers (`experiment.deep_layers`: the last block output(s), the pooled layer
 # and the descriptor); the untrained network of the same architecture (random weights)
 # is the control for what training did. The faces are Chang & Tsao's 2,000 stimuli from
@@ -365,13 +368,13 @@ axes_table.round(2)
 # Chang & Tsao's decisive test: faces that move only orthogonally to a unit's axis.
 # `axis.engineered_test` builds, from the mean face, a series along the unit's
 # regression axis and along two orthogonal directions (the longest orthogonal axis of
-# the faces, then a random one), each over -2 to +2 SD of the faces along it in 5 steps;
-# the faces are rendered by the face space and run through the network. The response
-# change is the range over a series in units of the unit's SD over the 2,000 stimuli,
-# and each unit's **orthogonal/axis ratio** is its median orthogonal change over its
-# change along the axis. `N_ENGINEERED` random units per deep layer of each trained
-# network are tested, beside their matched nulls (an axis unit with the unit's noise
-# changes orthogonally by its noise alone) and beside simulated exemplar units of both
+# the faces, then a random one), each at -2, 0 and +2 SD of the faces along it; the
+# faces are rendered by the face space and run through the network. The response change
+# is the range over a series in units of the unit's SD over the 2,000 stimuli, and each
+# unit's **orthogonal/axis ratio** is its median orthogonal change over its change along
+# the axis. `N_ENGINEERED` random units per deep layer of each trained network are
+# tested, beside their matched nulls (an axis unit with the unit's noise changes
+# orthogonally by its noise alone) and beside simulated exemplar units of both
 # geometries (width 0.6, noise 0.3).
 
 # %%
@@ -387,10 +390,12 @@ def engineered(net, layer, seed=SEED):
     pick = axis.sample_units(responses, N_ENGINEERED, seed=seed)
     r, columns = responses[:, pick], chosen[pick]
     cnn = axis.engineered_test(x, r, lambda f: experiment.layer_responses(
-        *render(f), layer, net, pretrained=True)[:, columns].double(), seed=seed)
+        *render(f), layer, net, pretrained=True)[:, columns].double(),
+        ENGINEERED_STEPS, seed=seed)
     fit = axis.fit_axis_model(x, r)
     null = axis.engineered_test(x, fit.sample(x, seed),
-                                lambda f: fit.sample(f, seed + 1), seed=seed)
+                                lambda f: fit.sample(f, seed + 1), ENGINEERED_STEPS,
+                                seed=seed)
     return {"CNN unit": cnn, "matched null": null}
 
 # %%
@@ -400,7 +405,7 @@ for geometry in axis.GEOMETRIES:
     r, units = axis.simulate_exemplar_units(x, N_ENGINEERED, noise=0.3, width=0.6,
                                             geometry=geometry, seed=SEED + 7)
     tests[("simulated", geometry)] = {"exemplar unit": axis.engineered_test(
-        x, r, lambda f: units.sample(f, SEED + 8), seed=SEED)}
+        x, r, lambda f: units.sample(f, SEED + 8), ENGINEERED_STEPS, seed=SEED)}
 rows = []
 for (net, layer), by_kind in tests.items():
     for kind, t in by_kind.items():
