@@ -479,6 +479,10 @@ def compare_models(params, responses, cv: int = 5, n_knots: int = 5,
         train = torch.ones(x.shape[0], dtype=torch.bool)
         train[test] = False
         x_tr, x_te, r_tr = x[train], x[test], r[train]
+        constant = torch.nonzero(r_tr.std(0) == 0).flatten()
+        if len(constant):
+            raise ValueError(f"units {constant[:10].tolist()} are constant on the "
+                             f"training faces of fold {k}: drop them (see varying_units)")
         mean_x, mean_r = x_tr.mean(0), r_tr.mean(0)
         w = linalg.lstsq(x_tr - mean_x, r_tr - mean_r)  # (d, U)
         predictions["linear"][test] = (x_te - mean_x) @ w + mean_r
@@ -689,14 +693,18 @@ def sample_units(responses, n_units: int, seed: int = 0) -> torch.Tensor:
 
 
 def varying_units(responses, min_active: float = 0.05) -> torch.Tensor:
-    """Boolean mask of the units worth testing: those whose response departs from their
-    minimum on at least ``min_active`` of the faces (a rectified unit silent on nearly
-    every face has no tuning curve to speak of, and a constant one has no axis)."""
+    """Boolean mask of the units worth testing: those whose response departs from its
+    most common value on at least ``min_active`` of the faces (a rectified unit silent
+    on nearly every face, or one stuck at a value but for a few faces, has no tuning
+    curve to speak of, and a constant one has no axis), and whose SD is at least
+    ``1e-6`` of the largest SD among ``responses`` (a unit that varies only by float32
+    round-off or denormal numbers is silent in effect)."""
     r = _as_matrix(responses, "responses")
     if not 0 <= min_active < 1:
         raise ValueError(f"min_active must be in [0, 1), got {min_active}")
-    active = (r > r.min(0).values + 1e-6 * r.std(0).clamp_min(1e-300)).double().mean(0)
-    return (r.std(0) > 0) & (active >= min_active)
+    sd = r.std(0)
+    departs = (r - r.mode(0).values).abs() > 1e-6 * sd.clamp_min(1e-300)
+    return (sd > 0) & (sd >= 1e-6 * sd.max()) & (departs.double().mean(0) >= min_active)
 
 
 def tuning_map(params, responses, axis_a, axis_b, n_bins: int = 10):

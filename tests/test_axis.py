@@ -135,6 +135,11 @@ def test_varying_units_drops_silent_and_constant_units():
     r[:, 2] = 0.0
     r[:3, 2] = 1.0  # active on 1.5% of the faces
     assert axis.varying_units(r).tolist() == [True, False, False]
+    tiny = torch.cat([r[:, :1], 1e-40 * r[:, :1]], 1)  # varies by denormals only
+    assert axis.varying_units(tiny).tolist() == [True, False]
+    stuck = torch.full((200, 1), 0.5, dtype=torch.float64)
+    stuck[7] = 0.0  # above its minimum on every face but one, yet constant there
+    assert axis.varying_units(torch.cat([r[:, :1], stuck], 1)).tolist() == [True, False]
     assert axis.varying_units(r, min_active=0.01).tolist() == [True, False, True]
     with pytest.raises(ValueError, match="min_active"):
         axis.varying_units(r, min_active=1.5)
@@ -181,6 +186,15 @@ def test_engineered_series_moves_only_orthogonally(faces):
     assert float((response[1:].amax(1) - response[1:].amin(1)).max()) < 1e-9
     with pytest.raises(ValueError, match="one vector"):
         axis.engineered_series(faces, torch.ones(2, 10), steps)
+
+
+def test_compare_models_names_units_constant_in_a_training_fold(faces):
+    r = torch.randn(len(faces), 2, generator=torch.Generator().manual_seed(21),
+                    dtype=torch.float64)
+    r[:, 1] = 1.0
+    r[0, 1] = 2.0  # varies over all faces, but not without face 0
+    with pytest.raises(ValueError, match=r"units \[1\] are constant on the training"):
+        axis.compare_models(faces, r, cv=3)
 
 
 def test_fold_indices_give_every_requested_fold():
