@@ -482,7 +482,7 @@ def compare_models(params, responses, cv: int = 5, n_knots: int = 5,
         constant = torch.nonzero(r_tr.std(0) == 0).flatten()
         if len(constant):
             raise ValueError(f"units {constant[:10].tolist()} are constant on the "
-                             f"training faces of fold {k}: drop them (see varying_units)")
+                             f"training faces of fold {k}: drop them (varying_units)")
         mean_x, mean_r = x_tr.mean(0), r_tr.mean(0)
         w = linalg.lstsq(x_tr - mean_x, r_tr - mean_r)  # (d, U)
         predictions["linear"][test] = (x_te - mean_x) @ w + mean_r
