@@ -807,8 +807,11 @@ def engineered_test(params, responses, respond, steps=(-2.0, -1.0, 0.0, 1.0, 2.0
 def engineered_ratio(table: pd.DataFrame) -> pd.Series:
     """Per unit of an :func:`engineered_test` table: the median response change along
     its orthogonal directions divided by its change along the axis (0 for an ideal axis
-    unit, about 1 or more for a unit that notices orthogonal moves as much)."""
+    unit, about 1 or more for a unit that notices orthogonal moves as much). Units whose
+    response does not change along their axis either (a rectified unit silent on every
+    engineered face) have no ratio and are left out."""
     wide = table.pivot(index="unit", columns="direction", values="change")
+    wide = wide[wide["axis"] > 0]
     return wide.drop(columns="axis").median(axis=1) / wide["axis"]
 
 

@@ -280,6 +280,8 @@ def test_engineered_test_sees_orthogonal_change_of_exemplars_only(faces):
                                                    seed=17)
     on_exemplar = axis.engineered_test(faces, exemplar, units.signal)
     assert axis.engineered_ratio(on_exemplar).min() > 0.1
+    silent = on_axis.assign(change=np.where(on_axis.unit == 0, 0.0, on_axis.change))
+    assert axis.engineered_ratio(silent).index.tolist() == [1, 2, 3, 4]
     with pytest.raises(ValueError, match="respond must return"):
         axis.engineered_test(faces, exemplar, lambda f: torch.zeros(len(f), 2))
 

@@ -411,7 +411,7 @@ for (net, layer), by_kind in tests.items():
     for kind, t in by_kind.items():
         ratio = axis.engineered_ratio(t).to_numpy()
         median, low, high = axis.bootstrap_statistic(ratio, seed=SEED)
-        rows.append({"network": net, "layer": layer, "units": kind,
+        rows.append({"network": net, "layer": layer, "units": kind, "n": len(ratio),
                      "median ratio": median, "low": low, "high": high,
                      "axis change": t[t.direction == "axis"].change.median()})
 engineered_table = pd.DataFrame(rows)
