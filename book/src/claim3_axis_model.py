@@ -215,9 +215,9 @@ verdicts = {(net, pretrained): axis.claim3_verdict(results[(net, pretrained)][2]
                                                    experiment.deep_layers(net),
                                                    effect_size=EFFECT_SIZE, seed=SEED)
             for net, pretrained in VARIANTS}
-layer_table = pd.concat({(net, state(p)): pd.DataFrame(v["layers"]).T
-                         for (net, p), v in verdicts.items()},
-                        names=["network", "", "layer"])
+by_variant = {(net, state(p)): pd.DataFrame(v["layers"]).T
+              for (net, p), v in verdicts.items()}
+layer_table = pd.concat(by_variant, names=["network", "", "layer"])
 layer_table.round(3)
 
 # %%
@@ -225,7 +225,7 @@ WIDE = {"figsize": (6 * len(NETWORKS), 3.4), "squeeze": False}
 fig, axes = plt.subplots(1, len(NETWORKS), **WIDE)
 for ax, net in zip(axes[0], NETWORKS):
     for shift, pretrained in ((-0.15, True), (0.15, False)):
-        t = layer_table.loc[(net, state(pretrained))]
+        t = by_variant[(net, state(pretrained))]
         t = t.astype({"departing_fraction": float, "low": float, "high": float})
         f = t.departing_fraction
         ax.errorbar(np.arange(len(t)) + shift, f, yerr=[f - t.low, t.high - f], fmt="o",
@@ -243,7 +243,7 @@ fig.tight_layout()
 
 # %% tags=["nbval-check-output"]
 for (net, pretrained), v in verdicts.items():
-    deep = layer_table.loc[(net, state(pretrained))].loc[experiment.deep_layers(net)]
+    deep = by_variant[(net, state(pretrained))].loc[experiment.deep_layers(net)]
     spans = ", ".join(f"{short(name)} {row.departing_fraction:.3g} "
                       f"[{row.low:.3g}, {row.high:.3g}]"
                       for name, row in deep.iterrows())
