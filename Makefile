@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 DEPS := $(VENV)/.facelin-deps
 EDITABLE := $(VENV)/.facelin-editable
 
-.PHONY: venv build test book notebooks bench cuda-check clean
+.PHONY: venv build test book notebooks bench cuda-check gpu-check clean
 
 # Chapters save their findings here and the scorecard and first page read them
 # (facelin.findings; chapters run in book/, whose ./findings this is as well).
@@ -71,6 +71,18 @@ cuda-check:
 	cd $(CUDA_TREE) && $(CURDIR)/$(CUDA_VENV)/bin/python -c \
 	  "import facelin, torch; assert facelin.cuda_built(); print('CUDA build of facelin', facelin.__version__, 'against torch', torch.__version__)"
 	cd $(CUDA_TREE) && $(CURDIR)/$(CUDA_VENV)/bin/python -m pytest tests -q
+
+# On a machine with an NVIDIA GPU (and a CUDA torch in $(VENV), nvcc in $(CUDA_HOME)): build
+# the CUDA kernels in place, run the CPU/CUDA parity tests and opchecks on both devices,
+# and print the least-squares benchmark's tables measured on the GPU.
+gpu-check: $(EDITABLE)
+	FACELIN_CUDA=1 CUDA_HOME=$(CUDA_HOME) $(PY) setup.py -q build_ext --inplace
+	$(PY) -c "import torch, facelin; assert torch.cuda.is_available(), 'no CUDA device'; \
+	  assert facelin.cuda_built(), 'facelin was built without CUDA'; \
+	  print('facelin CUDA build on', torch.cuda.get_device_name(), 'torch', torch.__version__)"
+	$(PY) -m pytest -q -rs tests/test_core.py tests/test_linalg.py tests/test_extract.py
+	mkdir -p build
+	$(PY) benchmarks/bench_linalg.py --device cuda --json build/bench_linalg_cuda.json
 
 clean:
 	rm -rf build book/_build facelin/*.so

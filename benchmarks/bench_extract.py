@@ -8,6 +8,9 @@ descriptor (128-d) layers. Rows:
 - ``facelin.extract.record``: forward hooks call the compiled gather op, which writes the
   chosen units straight into a preallocated matrix;
 - the same with 1,000 sampled units, to show that memory follows the units chosen;
+- hooks that index the chosen units of each layer output where it lies (no clone) and
+  write them into a preallocated matrix: the fair baseline, the same work as record's
+  in plain PyTorch indexing;
 - hooks that clone whole layers, copy them to the host every batch and concatenate at
   the end, then index (what thingsvision / Net2Brain-style extractors do);
 - a torch.fx-traced sub-graph returning the chosen layers (what torchvision's
@@ -15,13 +18,15 @@ descriptor (128-d) layers. Rows:
 
 Time: every method makes one pass over ``--time-faces`` chips (256) per round, rounds
 interleaved in one process (so a change in the machine's load falls on all alike), after
-a one-batch warm-up; the table gives the median seconds and the median ratio to the bare
-forward pass of the same round (``--rounds``, 5). Peak memory: one pass of each method
+a one-batch warm-up; the table gives min / median / max seconds over the rounds
+(``--rounds``, 5) and "x floor": the best time over the best time of the floor, the bare
+forward pass (the work no recording can avoid), and the median of the per-round ratios. Peak memory: one pass of each method
 over ``--faces`` chips (2,000) in its own fresh process, the process's peak resident set
 size (``getrusage`` ru_maxrss) minus its resident set size just before the method starts
 (model, chips and indices already in memory). Also reported: the share of a record pass
 spent inside the gather op (each call timed), which a change of load cannot skew between
-methods. Every method's response
+methods, and the gather op against its plain-PyTorch composition (indexing each captured
+layer output into the matrix) on one batch, with one copy of the chosen units as floor. Every method's response
 matrix is checked equal, element for element, to record's.
 
     python benchmarks/bench_extract.py [--faces 2000] [--units 10000] [--batch 64]
@@ -45,12 +50,13 @@ import torch.fx
 
 from facelin import _ops, extract
 from facelin.models import load_dlib_resnet
-from facelin.performance import machine
+from facelin.performance import environment, machine
 
 METHODS = {
     "forward": "bare forward pass (no recording)",
     "record": "facelin.extract.record",
     "record_1k": "facelin.extract.record, 1,000 sampled units",
+    "hooks_index": "hooks: index chosen units in place into one matrix",
     "hooks_clone": "hooks: clone whole layers, to host, concatenate, index",
     "fx_subgraph": "torch.fx sub-graph of the layers, index per batch",
 }
@@ -100,6 +106,31 @@ def run_forward(model, chips, units, batch):
 
 def run_record(model, chips, units, batch):
     return extract.record(model, chips, units, batch_size=batch, progress=False).values
+
+
+def run_hooks_index(model, chips, units, batch):
+    """The fair baseline: each hook indexes its layer's chosen units where the output lies
+    and writes them into the batch's rows of one preallocated matrix."""
+    probe = extract.record(model, chips[:1], units, progress=False)
+    indices = flat_indices(model, probe.units, probe.layers)
+    values = torch.empty(len(chips), probe.values.shape[1], dtype=probe.values.dtype)
+    state = {"row0": 0}
+
+    def hook(module, inputs, out, name):
+        rows = slice(state["row0"], state["row0"] + out.shape[0])
+        values[rows, probe.layers[name]] = out.flatten(1)[:, indices[name]]
+
+    hooks = [model.get_submodule(name).register_forward_hook(
+        lambda m, i, out, name=name: hook(m, i, out, name)) for name in units]
+    try:
+        with torch.inference_mode():
+            for x in batches(chips, batch):
+                model(x)
+                state["row0"] += x.shape[0]
+    finally:
+        for h in hooks:
+            h.remove()
+    return values
 
 
 def run_hooks_clone(model, chips, units, batch):
@@ -175,7 +206,9 @@ def run_fx_subgraph(model, chips, units, batch):
 
 
 RUNNERS = {"forward": run_forward, "record": run_record, "record_1k": run_record,
-           "hooks_clone": run_hooks_clone, "fx_subgraph": run_fx_subgraph}
+           "hooks_index": run_hooks_index, "hooks_clone": run_hooks_clone,
+           "fx_subgraph": run_fx_subgraph}
+BASELINES = ("hooks_index", "hooks_clone", "fx_subgraph")
 
 
 def setup(faces, total_units, method):
@@ -214,7 +247,47 @@ def time_methods(faces, total_units, batch, rounds):
             start = time.perf_counter()
             run(model, chips, request, batch)
             seconds[method].append(time.perf_counter() - start)
-    return seconds, gather_share(model, chips, units, batch)
+    ops = gather_vs_indexing(model, chips, units, batch, max(rounds, 5) * 4)
+    return seconds, gather_share(model, chips, units, batch), ops
+
+
+def gather_vs_indexing(model, chips, units, batch, rounds):
+    """The compiled gather op against its plain-PyTorch composition, on one batch of
+    every requested layer's output (captured once): seconds of each round for the op,
+    for indexing ``values[:, cols] = out.flatten(1)[:, index]``, and for the floor, one
+    copy of the batch's chosen units into the matrix; and whether op and indexing agree."""
+    probe = extract.record(model, chips[:1], units, progress=False)
+    indices = flat_indices(model, probe.units, probe.layers)
+    captured = {}
+    hooks = [model.get_submodule(name).register_forward_hook(
+        lambda m, i, out, name=name: captured.__setitem__(name, out.clone()))
+        for name in units]
+    with torch.inference_mode():
+        model(chips[:batch])
+    for h in hooks:
+        h.remove()
+    values = torch.empty(min(batch, len(chips)), probe.values.shape[1],
+                         dtype=probe.values.dtype)
+    expected = values.clone()
+
+    def op():
+        for name, out in captured.items():
+            _ops.gather_units(out, indices[name], "none", values, 0, probe.layers[name].start)
+
+    def composition():
+        for name, out in captured.items():
+            expected[:, probe.layers[name]] = out.flatten(1)[:, indices[name]]
+
+    fns = {"op": op, "composition": composition, "floor": lambda: values.copy_(expected)}
+    seconds = {key: [] for key in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            seconds[key].append(time.perf_counter() - start)
+    op()
+    composition()
+    return seconds, bool(torch.equal(values, expected))
 
 
 def gather_share(model, chips, units, batch):
@@ -271,42 +344,69 @@ def main():
             rows[method] = json.loads(done.stdout.strip().splitlines()[-1])
             rows[method]["path"] = out if rows[method]["units"] else None
         reference = np.load(rows["record"]["path"])
-        for method in ("hooks_clone", "fx_subgraph"):
+        for method in BASELINES:
             rows[method]["equal_to_record"] = bool(
                 np.array_equal(np.load(rows[method]["path"]), reference))
-    seconds, share = time_methods(time_faces, args.units, args.batch, rounds)
+    env_before = [round(x, 2) for x in os.getloadavg()]
+    seconds, share, (op_seconds, op_equal) = time_methods(time_faces, args.units, args.batch,
+                                                          rounds)
 
     table = []
     for method, label in METHODS.items():
         ratios = [t / f for t, f in zip(seconds[method], seconds["forward"])]
         table.append({"method": label, "key": method, "faces": faces,
                       "time_faces": time_faces, "units": rows[method]["units"],
-                      "seconds": round(float(np.median(seconds[method])), 3),
+                      "seconds": round(float(np.median(seconds[method])), 4),
+                      "seconds_min": round(min(seconds[method]), 4),
+                      "seconds_max": round(max(seconds[method]), 4),
+                      "x_floor": round(min(seconds[method]) / min(seconds["forward"]), 3),
                       "ratio_to_forward": round(float(np.median(ratios)), 3),
                       "peak_mb": round(rows[method]["peak_mb"], 1),
                       "equal_to_record": rows[method].get("equal_to_record"),
                       "gather_share": round(share, 4) if method == "record" else None})
-    print(f"Recording dlib ResNet responses, batch {args.batch}, on {machine()}")
-    print(f"seconds: a pass over {time_faces} chips, median of {rounds} interleaved rounds; "
-          f"x forward: median ratio to the bare forward pass of the same round")
+    env = environment()
+    env["load_average_before"] = env_before
+    print(f"Recording dlib ResNet responses, batch {args.batch}, on {machine()}; load "
+          f"average {env['load_average']} (before: {env_before})")
+    print(f"seconds: a pass over {time_faces} chips, min / median / max of {rounds} "
+          f"interleaved rounds; x floor: best time / best time of the bare forward pass "
+          f"(the floor); x fwd (median): median ratio to the forward pass of the same round")
     print(f"peak MB: one pass over {faces} chips, peak RSS minus RSS before the method, "
           f"each method in a fresh process")
-    header = (f"{'method':<56} {'units':>6} {'seconds':>8} {'x forward':>9} {'peak MB':>8} "
-              f"{'= record':>8}")
+    header = (f"{'method':<52} {'units':>6} {'min s':>7} {'median s':>8} {'max s':>7} "
+              f"{'x floor':>7} {'x fwd':>6} {'peak MB':>8} {'= record':>8}")
     print(header)
     print("-" * len(header))
     for row in table:
         equal = "" if row["equal_to_record"] is None else str(row["equal_to_record"])
         units = "" if row["units"] is None else str(row["units"])
-        print(f"{row['method']:<56} {units:>6} {row['seconds']:>8.2f} "
-              f"{row['ratio_to_forward']:>9.3f} {row['peak_mb']:>8.1f} {equal:>8}")
+        print(f"{row['method']:<52} {units:>6} {row['seconds_min']:>7.3f} "
+              f"{row['seconds']:>8.3f} {row['seconds_max']:>7.3f} {row['x_floor']:>7.3f} "
+              f"{row['ratio_to_forward']:>6.3f} {row['peak_mb']:>8.1f} {equal:>8}")
     print(f"time inside the gather op: {share:.1%} of a record pass")
+    op_labels = {"op": "gather_units op (compiled)",
+                 "composition": "values[:, cols] = out.flatten(1)[:, index] (torch)",
+                 "floor": "floor: one copy of the batch's chosen units"}
+    op_rows = [{"method": label, "key": key, "seconds": float(np.median(op_seconds[key])),
+                "seconds_min": min(op_seconds[key]), "seconds_max": max(op_seconds[key]),
+                "x_floor": min(op_seconds[key]) / min(op_seconds["floor"])}
+               for key, label in op_labels.items()]
+    op_rows[0]["speedup"] = min(op_seconds["composition"]) / min(op_seconds["op"])
+    op_rows[0]["equal_to_composition"] = op_equal
+    print(f"\nthe gather op against its composition: one batch of {args.batch} outputs of "
+          f"every requested layer, {len(op_seconds['op'])} rounds")
+    for row in op_rows:
+        print(f"{row['method']:<52} min {row['seconds_min']:.5f}  median {row['seconds']:.5f}"
+              f"  max {row['seconds_max']:.5f}  x floor {row['x_floor']:.3g}")
+    print(f"op speed-up over the composition: {op_rows[0]['speedup']:.3g}x, equal: {op_equal}")
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"benchmark": "extract_record", "machine": machine(), "faces": faces,
+            json.dump({"benchmark": "extract_record", "machine": machine(),
+                       "environment": env, "faces": faces,
                        "time_faces": time_faces, "batch": args.batch, "rounds": rounds,
                        "memory": "peak RSS (getrusage) minus RSS before the method, fresh "
-                       "process per method", "rows": table}, out, indent=2)
+                       "process per method", "rows": table, "op_rows": op_rows}, out,
+                      indent=2)
 
 
 if __name__ == "__main__":

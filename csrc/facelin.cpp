@@ -27,14 +27,13 @@ TORCH_LIBRARY(facelin, m) {
   m.def("gather_units(Tensor layer, Tensor index, str pooling, Tensor(a!) out, int row0, "
         "int col0) -> ()");
 
-  // linalg (facelin/linalg.py): batched least squares, subset solves, ridge paths.
-  // A (n, p), B (n, m), ridge (m,) or (1,) float64 -> (p, m): one design, many targets.
-  m.def("lstsq_shared(Tensor A, Tensor B, Tensor ridge) -> Tensor");
-  // A (b, n, p), B (b, n, k), ridge (b,) float64 -> (b, p, k): independent problems.
-  m.def("lstsq_batched(Tensor A, Tensor B, Tensor ridge) -> Tensor");
-  // gram (M, M), cross (M, k), subsets (b, s) int64, ridge (b,) -> (b, s, k): the normal
-  // equations of every column subset, gathered from one Gram matrix and solved.
-  m.def("subset_solve(Tensor gram, Tensor cross, Tensor subsets, Tensor ridge) -> Tensor");
+  // linalg (facelin/linalg.py): batched least squares and ridge paths.
+  // A (b, n, p), B (b, n, k) in one float dtype, ridge (b,) float64 -> x (b, p, k) in B's
+  // dtype and path (b,) int64: the method that solved each problem (csrc/linalg.h, Path).
+  m.def("lstsq_batched(Tensor A, Tensor B, Tensor ridge) -> (Tensor, Tensor)");
+  // The same solve with the CUDA kernel's algorithm (whole batch, paths chosen by masks),
+  // on the CPU: lets the tests check that algorithm where no GPU is.
+  m.def("lstsq_batched_masked(Tensor A, Tensor B, Tensor ridge) -> (Tensor, Tensor)");
   // M (n, r), Z (r, k), Y (n, k), gains (a, r), row_scale (a, n) or (0, 0) -> (a, k):
   // sum_i ((Y - M diag(gains[a]) Z) * row_scale[a])^2, every alpha of a ridge path.
   m.def("ridge_path_sse(Tensor M, Tensor Z, Tensor Y, Tensor gains, Tensor row_scale) -> Tensor");

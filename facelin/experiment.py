@@ -1,9 +1,9 @@
 """Stimuli and recorded responses shared by the book's claim chapters, cached on disk.
 
 Each claim chapter needs the same ingredients: Chang & Tsao's stimuli (faces drawn in the
-face space and cut as dlib chips) and the responses of dlib's network, its untrained twin
+face space and cut as dlib chips) and the responses of each face CNN, its untrained twin
 and a pixel control to them. Computing them takes a minute or two, so they are cached
-under :func:`facelin.facespace.cache_dir` in files whose names hash everything that
+under :func:`facelin.cache.cache_dir` in files whose names hash everything that
 produced them (face space, number of faces, seed, network, layers, units, format
 version): a chapter run on its own computes what it lacks, and the next one reuses it.
 """
@@ -12,16 +12,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from . import __version__
-from .facespace import FaceSpace, cache_dir, default_space
+from . import __version__, cache
+from .facespace import FaceSpace, default_space
 
 CACHE_FORMAT = 2
 # The face CNNs the chapters study, each with its untrained control (pretrained=False);
@@ -33,17 +31,15 @@ def _cached(kind: str, key: dict, compute: Callable[[], dict]) -> dict:
     """``compute()``'s tensors, saved once under a name that hashes ``key``."""
     text = json.dumps({"kind": kind, "format": CACHE_FORMAT, "facelin": __version__, **key},
                       sort_keys=True, default=str)
-    path = cache_dir() / f"{kind}-{hashlib.sha1(text.encode()).hexdigest()[:16]}.pt"
+    path = cache.path(kind, cache.key(text, length=16), ".pt")
     if path.is_file():
         try:
             return torch.load(path, weights_only=True)
         except Exception:  # a damaged entry (an interrupted write elsewhere) is recomputed
             pass
     value = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(value, temporary)
-    os.replace(temporary, path)
+    with cache.atomic_write(path) as temporary:
+        torch.save(value, temporary)
     return value
 
 
@@ -102,6 +98,11 @@ def stimuli(n_faces: int = 2000, seed: int = 0, space: FaceSpace | None = None,
                    landmarks=data["landmarks"].numpy(), space=space, seed=seed)
 
 
+# How the TF.js networks' chips are filled beyond the stimuli's dlib chips (part of the
+# populations' cache key).
+INPUT_BORDER = "replicate"
+
+
 def _check_network(name: str) -> None:
     if name not in NETWORKS:
         raise ValueError(f"network must be one of {NETWORKS}, got {name!r}")
@@ -127,7 +128,9 @@ def inputs(chips, landmarks, network_name: str = "dlib-resnet") -> torch.Tensor:
     (here dlib chips, (N, 3, 150, 150) uint8) with their dlib 68-point ``landmarks``
     (N, 68, 2). The stimuli's chips are dlib's own alignment, so dlib's network takes them
     as they are; the other networks' chips are cut from them by the network's own
-    alignment (``model.chips``: the ArcFace five-point template)."""
+    alignment (``model.chips``: the ArcFace five-point template), which reaches beyond
+    the dlib chip: the pixels outside it take the nearest edge pixel, the stimuli's
+    uniform background (``border="replicate"``)."""
     _check_network(network_name)
     chips = torch.as_tensor(chips)
     if chips.dim() != 4 or chips.shape[1] != 3:
@@ -137,7 +140,16 @@ def inputs(chips, landmarks, network_name: str = "dlib-resnet") -> torch.Tensor:
                          f"got {np.asarray(landmarks).shape}")
     if network_name == "dlib-resnet":
         return chips.float()
-    return _model(network_name, True).chips(chips, landmarks)
+    return _model(network_name, True).chips(chips, landmarks, border=INPUT_BORDER)
+
+
+def _input_batches(chips, landmarks, network_name: str, batch_size: int = 50):
+    """`inputs` cut batch by batch, so that only one batch of a network's (larger,
+    float) chips is held at a time."""
+    landmarks = np.asarray(landmarks)
+    for start in range(0, len(chips), batch_size):
+        stop = start + batch_size
+        yield inputs(chips[start:stop], landmarks[start:stop], network_name)
 
 
 def block_outputs(model) -> list[str]:
@@ -212,14 +224,16 @@ def population(stim: Stimuli, network: str = "dlib-resnet", pretrained: bool = T
     spec = _unit_spec(model, layers, units_per_layer)
 
     def compute():
-        chips = inputs(stim.chips, stim.landmarks, network)
-        recorded = extract.record(model, chips, spec, batch_size=50, seed=seed,
+        recorded = extract.record(model, _input_batches(stim.chips, stim.landmarks,
+                                                        network), spec, seed=seed,
                                   progress=progress)
         bounds = {k: torch.tensor([s.start, s.stop]) for k, s in recorded.layers.items()}
         return {"values": recorded.values, "bounds": bounds}
 
     key = {"stimuli": space_fingerprint(stim.space), "n": len(stim), "stim_seed": stim.seed,
            "network": network, "pretrained": pretrained, "spec": spec, "seed": seed}
+    if network != "dlib-resnet":
+        key["border"] = INPUT_BORDER
     data = _cached("responses", key, compute)
     layers_out = {k: tuple(int(v) for v in b) for k, b in data["bounds"].items()}
     return Population(values=data["values"], layers=layers_out, network=network,
@@ -238,7 +252,7 @@ def layer_responses(chips, landmarks, layer: str, network: str = "dlib-resnet",
     _check_network(network)
     model = _model(network, pretrained)
     spec = _unit_spec(model, [layer], units_per_layer)
-    return extract.record(model, inputs(chips, landmarks, network), spec, batch_size=50,
+    return extract.record(model, _input_batches(chips, landmarks, network), spec,
                           seed=seed, progress=False).values
 
 

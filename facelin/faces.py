@@ -457,19 +457,25 @@ def five_points(landmarks) -> np.ndarray:
                      points[:, 48], points[:, 54]], axis=1)
 
 
-def template_chips(images, landmarks, size: int = 112) -> torch.Tensor:
+def template_chips(images, landmarks, size: int = 112,
+                   border: str = "zero") -> torch.Tensor:
     """Chips aligned to the ArcFace five-point template, as InsightFace aligns faces:
     the least-squares similarity transform from `five_points` of the 68 landmarks to
     `ARCFACE_TEMPLATE` scaled by ``size / 112`` (skimage's ``SimilarityTransform``
-    estimate), then bilinear sampling (0 where a pixel's 2x2 neighbourhood leaves the
-    image, as in `face_chips`; values are not rounded).
+    estimate), then bilinear sampling (values are not rounded).
 
     images : as for `face_chips` (uint8). landmarks : (N, 68, 2) dlib landmarks.
+    border : what chip pixels outside the image take: ``"zero"`` (InsightFace's and
+        `face_chips`' convention: 0 where a pixel's 2x2 neighbourhood leaves the image)
+        or ``"replicate"`` (the nearest edge pixel of the image: for a face cut from a
+        uniform background, such as a synthesised dlib chip, the background).
     Returns an (N, 3, size, size) float32 tensor of RGB values in 0..255.
     """
     images = _image_list(images)
     if int(size) != size or size < 2:
         raise ValueError(f"size: expected an integer >= 2, got {size}")
+    if border not in ("zero", "replicate"):
+        raise ValueError(f"border: 'zero' or 'replicate', got {border!r}")
     size = int(size)
     points = five_points(_landmark_array(landmarks, len(images)))
     template = np.broadcast_to(ARCFACE_TEMPLATE * (size / 112.0), points.shape)
@@ -482,7 +488,11 @@ def template_chips(images, landmarks, size: int = 112) -> torch.Tensor:
     chips = np.empty((len(images), 3, size, size), dtype=np.float32)
     for index, image in enumerate(images):
         source = mean_image[index] + (grid - mean_chip[index]) @ inverse[index].T
-        chip = _bilinear(image, source[..., 0], source[..., 1])
+        x, y = source[..., 0], source[..., 1]
+        if border == "replicate":  # just inside the last pixel, so _bilinear samples it
+            x = np.clip(x, 0, image.shape[1] - 1 - 1e-9)
+            y = np.clip(y, 0, image.shape[0] - 1 - 1e-9)
+        chip = _bilinear(image, x, y)
         chips[index] = chip.transpose(2, 0, 1)
     return torch.from_numpy(chips)
 

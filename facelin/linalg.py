@@ -3,7 +3,8 @@
 Every finding of the book is a linear fit, and this module makes them exact and fast:
 
 - :func:`lstsq` solves one design shared by many targets (factored once), or many
-  independent problems at once, optionally with ridge; QR-level accurate.
+  independent problems at once, optionally with ridge; accurate to a small multiple of
+  Householder QR's error, at about the cost of the Gram matrices when well conditioned.
 - :func:`subset_lstsq` fits many column subsets of one response matrix (the
   identification-vs-number-of-units curves): one pass over the data builds the Gram
   matrix, after which each subset costs O(s^3) instead of O(n s^2).
@@ -75,7 +76,8 @@ def _ridge_vector(ridge: RidgeArg, count: int, what: str, device) -> torch.Tenso
 # --------------------------------------------------------------------------- lstsq
 
 
-def lstsq(A: torch.Tensor, B: torch.Tensor, ridge: RidgeArg = 0.0) -> torch.Tensor:
+def lstsq(A: torch.Tensor, B: torch.Tensor, ridge: RidgeArg = 0.0, *,
+          return_path: bool = False):
     """Least squares ``argmin_x ||A x - B||^2 + ridge ||x||^2``, shared or batched.
 
     Parameters
@@ -84,19 +86,25 @@ def lstsq(A: torch.Tensor, B: torch.Tensor, ridge: RidgeArg = 0.0) -> torch.Tens
     B : (n, k) or (batch, n, k) right-hand sides (a 2-D B with a 3-D A is broadcast to
         every problem without a copy), same dtype and device as A.
     ridge : scalar, or one value per problem (batch,), all >= 0.
+    return_path : also return which method solved each problem.
 
     Returns
     -------
-    (p, k) when A and B are 2-D, else (batch, p, k), in B's dtype.
+    x : (p, k) when A and B are 2-D, else (batch, p, k), in B's dtype.
+    path : with ``return_path``, (batch,) int64 indices into ``_ops.LSTSQ_PATHS`` (for a
+        shared design, a 0-d tensor: the SVD).
 
     A shared design is factored once (thin SVD) and never copied per problem; the only
     pass over B is one matrix product, so many targets cost about as much as ``A^T B``.
-    Independent problems are solved in parallel by the CholeskyQR family (normal equations
-    for cond <= 16, CholeskyQR2 up to 1e6, shifted CholeskyQR3 beyond), accurate to the
-    level of Householder QR. Without ridge, rank-deficient problems (and n < p) get the
-    minimum-norm solution that LAPACK's gelsd gives (singular values at or below
-    ``eps * max(n, p) * s_max`` count as zero). No intercept is fitted: append a column
-    of ones to A, or see :func:`ridge_cv`. Float32 is computed in float64.
+    Independent problems (3-D A) are solved in parallel in the compiled core, each by the
+    cheapest method that a condition estimate from the Cholesky factor of its Gram matrix
+    allows: the normal equations up to cond 16, one step of corrected semi-normal
+    equations or CholeskyQR2 up to 1e5, CholeskyQR2 up to 2e7, Householder QR beyond,
+    each accurate to a small multiple of Householder QR's error. Without ridge,
+    rank-deficient problems (and n < p) get the minimum-norm solution that LAPACK's gelsd
+    gives (singular values at or below ``eps * max(n, p) * s_max`` count as zero). No
+    intercept is fitted: append a column of ones to A, or see :func:`ridge_cv`. Float32
+    is computed in float64.
     """
     _check_tensor("A", A, (2, 3))
     _check_tensor("B", B, (2, 3))
@@ -109,28 +117,60 @@ def lstsq(A: torch.Tensor, B: torch.Tensor, ridge: RidgeArg = 0.0) -> torch.Tens
         raise ValueError(f"A holds {A.shape[0]} problems but B holds {B.shape[0]}")
     if n_rows == 0:
         raise ValueError("A has no rows: least squares needs at least one observation")
-    if A.dim() == 2:
-        _check_finite("A", A)  # small; a batch of designs is checked inside the kernel
 
     if A.dim() == 2:
+        _check_finite("A", A)  # small; a batch of designs is checked inside the kernel
         p = A.shape[1]
         if B.dim() == 2:
             r = _ridge_vector(ridge, 1, "problem", A.device)
-            x = _ops.lstsq_shared(A, B, r)
+            x = _shared_solve(A, B, r)
         else:
             # Many problems on one design: their columns side by side, one ridge per column.
             batch, _, k = B.shape
             r = _ridge_vector(ridge, batch, "problem", A.device)
             cols = B.permute(1, 0, 2).reshape(n_rows, batch * k)
-            x = _ops.lstsq_shared(A, cols, r.repeat_interleave(k) if batch * k else r[:0])
+            x = _shared_solve(A, cols, r.repeat_interleave(k) if batch * k else r[:0])
             x = x.reshape(p, batch, k).permute(1, 0, 2).contiguous()
+        path = torch.tensor(_ops.LSTSQ_PATHS.index("SVD (minimum norm)"))
     else:
         batch = A.shape[0]
         r = _ridge_vector(ridge, batch, "problem", A.device)
         rhs = B if B.dim() == 3 else B.expand(batch, *B.shape)
-        x = _ops.lstsq_batched(A, rhs, r)
+        x, path = _ops.lstsq_batched(A, rhs, r)
     _raise_on_nonfinite_result(x, A, B)
-    return x
+    return (x, path) if return_path else x
+
+
+# Columns of B converted to float64 per block, so that a float32 B is never copied whole.
+_CAST_BLOCK = 16384
+
+
+def _shared_solve(A: torch.Tensor, B: torch.Tensor, ridge: torch.Tensor) -> torch.Tensor:
+    """One thin SVD of A (n, p) for every column of B (n, m), a ridge per column (ridge
+    (m,) or (1,)); returns (p, m) in B's dtype. Singular values at or below
+    ``eps * max(n, p) * s_max`` count as zero without ridge (gelsd's rule). U^T B is the
+    only pass over B. (A compiled version made the same LAPACK and BLAS calls and
+    measured no faster.)"""
+    n, p = A.shape
+    m = B.shape[1]
+    if p == 0 or m == 0:
+        return B.new_zeros(p, m)
+    u, s, vh = torch.linalg.svd(A.to(torch.float64), full_matrices=False)
+    cutoff = torch.finfo(torch.float64).eps * max(n, p) * s.max()
+    sc = s[:, None]
+    pinv = torch.where(sc > cutoff, 1.0 / sc, torch.zeros_like(sc))
+
+    def solve(block, r):
+        gain = torch.where(r[None, :] > 0, sc / (sc.square() + r[None, :]), pinv)
+        return vh.T @ ((u.T @ block).mul_(gain))
+
+    if B.dtype == torch.float64:
+        return solve(B, ridge)
+    out = B.new_empty(p, m)
+    for c0 in range(0, m, _CAST_BLOCK):
+        r = ridge if ridge.numel() == 1 else ridge[c0:c0 + _CAST_BLOCK]
+        out[:, c0:c0 + _CAST_BLOCK] = solve(B[:, c0:c0 + _CAST_BLOCK].to(torch.float64), r)
+    return out
 
 
 def _raise_on_nonfinite_result(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> None:
@@ -297,8 +337,10 @@ def ridge_cv(X: torch.Tensor, Y: torch.Tensor, alphas: Sequence[float] | torch.T
 
     One eigendecomposition of each fold's Gram matrix (downdated from the full one, not
     recomputed) serves every alpha and target; the held-out residuals of all alphas are
-    formed block by block of targets in the compiled core, never as an
-    alphas x n x k array. Float32 is computed in float64.
+    reduced to sums of squares in the compiled core: on the CPU one cache-sized block of
+    targets at a time, never as an alphas x n x k array; on CUDA in chunks of targets
+    whose alphas x n x targets residuals take at most 2 GiB. Float32 is computed in
+    float64.
     """
     _check_tensor("X", X, (2,))
     _check_tensor("Y", Y, (2,))

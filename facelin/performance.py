@@ -17,13 +17,14 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["QUICK_ARGUMENTS", "machine", "run_benchmarks", "markdown_table", "plot_ratios",
-           "plot_column", "gram_memory_gib"]
+__all__ = ["QUICK_ARGUMENTS", "machine", "environment", "run_benchmarks", "markdown_table", "plot_ratios",
+           "plot_column", "gram_memory_gib", "condition_rows", "condition_verdicts",
+           "plot_scaling"]
 
 # Small sizes for each script: "--quick" where the script has it, else its own arguments.
-# None: the script takes minutes even in its quick sizes (the least-squares benchmark times
-# himalaya's numpy backend); its table is read from benchmarks/results/<name>.json, written
-# by `python benchmarks/<script> --quick --json benchmarks/results/<name>.json`.
+# None: the script takes minutes (the least-squares benchmark times himalaya and a sweep
+# over sizes); its table is read from benchmarks/results/<name>.json, written by
+# `python benchmarks/<script> --json benchmarks/results/<name>.json`.
 QUICK_ARGUMENTS = {
     "bench_extract.py": ["--quick"],
     "bench_linalg.py": None,
@@ -46,6 +47,19 @@ def machine() -> str:
     if torch.cuda.is_available():
         text += f"; GPU: {torch.cuda.get_device_name()}"
     return text
+
+
+def environment(device=None) -> dict:
+    """The conditions of a measurement: CPU model, logical CPUs, torch version and
+    threads, the OpenMP wait policy, the 1/5/15-minute load average now (other work on
+    the machine) and the GPU when ``device`` is a CUDA device."""
+    info = dict(machine=machine(), cpu=machine().split(",")[0], logical_cpus=os.cpu_count(),
+                torch=torch.__version__, threads=torch.get_num_threads(),
+                omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", ""),
+                load_average=[round(x, 2) for x in os.getloadavg()])
+    if device is not None and torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
 
 
 def run_benchmarks(folder, out_dir, names=None, timeout=600) -> dict:
@@ -154,3 +168,79 @@ def plot_column(table, column, xlabel, log=False):
 def gram_memory_gib(units) -> float:
     """Memory of the float64 response Gram matrix R^T R that streaming keeps for decoders."""
     return 8.0 * units * units / 2**30
+
+
+def _by_condition(table) -> dict:
+    """{cond: {method key: row}} of the "by condition" section of a bench_linalg table."""
+    by_cond = {}
+    for row in table["rows"]:
+        if row.get("section") == "by condition":
+            by_cond.setdefault(row["cond"], {})[row["key"]] = row
+    return by_cond
+
+
+def condition_rows(table) -> list[dict]:
+    """One row per condition number from a bench_linalg table: each method's best time
+    as a multiple of the floor (the batched Gram matrices), facelin's speed-up over
+    torch.linalg.lstsq, the relative errors against gelsd and the paths facelin's
+    problems took."""
+    out = []
+    for cond, rows in _by_condition(table).items():
+        ours = rows["facelin"]
+        out.append({"cond": f"{cond:.0e}", "facelin x floor": ours["x_floor"],
+                    "torch lstsq x floor": rows["torch"]["x_floor"],
+                    "normal eq. x floor": rows["composition"]["x_floor"],
+                    "facelin vs torch lstsq": rows["torch"]["x_floor"] / ours["x_floor"],
+                    "facelin err": f"{ours['rel_err_gelsd']:.1e}",
+                    "torch lstsq err": f"{rows['torch']['rel_err_gelsd']:.1e}",
+                    "normal eq. err": f"{rows['composition']['rel_err_gelsd']:.1e}",
+                    "facelin paths": ours.get("paths", "")})
+    return out
+
+
+def condition_verdicts(table, method="facelin", max_x_floor=1.5, floor_up_to=1e6,
+                       torch_up_to=1e8, error_factor=10.0) -> list[dict]:
+    """The targets of a batched solver (``method``, a row key of the table: "facelin",
+    or "composition" for the plain normal equations), judged per condition number of a
+    bench_linalg table: ``near_floor``, best time at most ``max_x_floor`` times the
+    floor's (judged up to cond ``floor_up_to``, else None); ``not_slower``, at least as
+    fast as torch.linalg.lstsq (up to ``torch_up_to``, else None); ``accurate``,
+    relative error against gelsd at most ``error_factor`` times torch.linalg.lstsq's
+    (Householder QR with column pivoting), or than 1e-15 when that is smaller."""
+    verdicts = []
+    for cond, rows in _by_condition(table).items():
+        ours, qr = rows[method], rows["torch"]
+        verdicts.append(dict(
+            cond=f"{cond:.0e}",
+            near_floor=ours["x_floor"] <= max_x_floor if cond <= floor_up_to else None,
+            not_slower=qr["x_floor"] >= ours["x_floor"] if cond <= torch_up_to else None,
+            accurate=ours["rel_err_gelsd"] <= error_factor * max(qr["rel_err_gelsd"], 1e-15)))
+    return verdicts
+
+
+def plot_scaling(table):
+    """The size sweep of a bench_linalg table: best seconds of facelin, torch.linalg.lstsq
+    and the floor against each size varied (log-log), one panel per size."""
+    import matplotlib.pyplot as plt
+
+    labels = {"n": "rows n", "p": "columns p", "batch": "problems", "k": "right-hand sides"}
+    names = list(dict.fromkeys(point["vary"] for point in table["sweep"]))
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.0), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        points = [pt for pt in table["sweep"] if pt["vary"] == name]
+        sizes = [pt["value"] for pt in points]
+        for key, label, style in [("facelin", "facelin", "o-"),
+                                  ("torch", "torch.linalg.lstsq", "s--"),
+                                  ("floor", "floor (bmm)", "^:")]:
+            ax.plot(sizes, [pt[f"{key}_min"] for pt in points], style, label=label, ms=4)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(sizes, [str(size) for size in sizes], fontsize=7)
+        ax.minorticks_off()
+        ax.set_xlabel(labels.get(name, name))
+        ax.set_title(f"varying {labels.get(name, name)}", fontsize=9)
+    axes[0][0].set_ylabel("best seconds")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+

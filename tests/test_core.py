@@ -1,4 +1,4 @@
-"""The compiled core: build, import, dispatch and the gather_gram op."""
+"""The compiled core: build, lazy import, dispatch and the gather_gram op."""
 import os
 import subprocess
 import sys
@@ -15,8 +15,11 @@ def reference_gather_gram(gram, subsets):
     return gram[subsets[:, :, None], subsets[:, None, :]]
 
 
+ALL_DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
 def test_extension_is_loaded():
-    assert hasattr(torch.ops.facelin, "gather_gram")
+    assert hasattr(_ops.library(), "gather_gram")
     assert isinstance(facelin.cuda_built(), bool)
 
 
@@ -72,10 +75,11 @@ def test_gather_gram_fake_tensor_shape():
     assert out.shape == (4, 3, 3)
 
 
-def test_gather_gram_opcheck():
-    gram = torch.randn(6, 6, dtype=torch.float64)
-    subsets = torch.tensor([[1, 4], [5, 0]])
-    torch.library.opcheck(torch.ops.facelin.gather_gram.default, (gram, subsets))
+@pytest.mark.parametrize("device_name", ALL_DEVICES)
+def test_gather_gram_opcheck(device_name):
+    gram = torch.randn(6, 6, dtype=torch.float64, device=device_name)
+    subsets = torch.tensor([[1, 4], [5, 0]], device=device_name)
+    torch.library.opcheck(_ops.library().gather_gram.default, (gram, subsets))
 
 
 @pytest.mark.skipif(facelin.cuda_built(), reason="checks the message of a CPU-only build")
@@ -87,7 +91,8 @@ def test_cuda_tensor_in_cpu_build_says_how_to_build(monkeypatch):
 
 
 def test_import_without_extension_gives_build_command(tmp_path):
-    # A copy of the Python sources without the compiled library.
+    # A copy of the Python sources without the compiled library: importing works, the
+    # first compiled op says how to build the core.
     pkg = tmp_path / "facelin"
     pkg.mkdir()
     src = os.path.dirname(facelin.__file__)
@@ -100,12 +105,17 @@ def test_import_without_extension_gives_build_command(tmp_path):
         sys.path.insert(0, sys.argv[1])
         # An editable install finds the package through a meta-path finder; drop it.
         sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+        import torch
+        import facelin
+        from facelin import linalg
+        print("imported from", facelin.__file__)
         try:
-            import facelin
+            linalg.lstsq(torch.ones(1, 3, 2), torch.ones(1, 3, 1))
         except ImportError as err:
             print(err)
         """
     )
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
                          text=True, cwd=tmp_path, check=True).stdout
+    assert f"imported from {pkg / '__init__.py'}" in out
     assert "make build" in out and "pip install --no-build-isolation -e ." in out

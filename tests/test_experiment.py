@@ -128,6 +128,8 @@ def test_tfjs_network_population(small_space, cache_with_models, network):
     chips = experiment.inputs(stim.chips, stim.landmarks, network)
     size = experiment.network(network).input_size
     assert chips.shape == (4, 3, size, size) and chips.dtype == torch.float32
+    # the template reaches beyond the dlib chips: filled with their background, not 0
+    assert (chips.sum(1) == 0).float().mean() < 0.01
     layers = experiment.analysis_layers(network)
     deep = experiment.deep_layers(network)
     assert deep[-1] == layers[-1] == experiment.descriptor_layer(network)

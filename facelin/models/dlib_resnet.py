@@ -162,7 +162,7 @@ class DlibResNet(nn.Module):
             names += [f"{prefix}.{n}" for n in block.stage_names()]
         return names + ["pool", "descriptor"]
 
-    def normalise(self, chips: torch.Tensor) -> torch.Tensor:
+    def normalize(self, chips: torch.Tensor) -> torch.Tensor:
         """dlib's input layer: (pixel - channel mean) / 256."""
         if chips.ndim != 4 or chips.shape[1:] != (3, 150, 150):
             raise ValueError(f"chips: expected shape (N, 3, 150, 150), got "
@@ -177,7 +177,7 @@ class DlibResNet(nn.Module):
         return (chips - self.channel_means) / INPUT_SCALE
 
     def _forward(self, chips):
-        x = self.stem(self.normalise(chips))
+        x = self.stem(self.normalize(chips))
         for _, block in self.blocks():
             x = block(x)
         return self.descriptor(self.pool(x))

@@ -29,7 +29,7 @@ import torch
 
 from .dlib_resnet import DlibResNet, load_dlib_resnet
 from .npm import human_model_path
-from .tfjs import TFJSGraph, _Convolution, _Dense, _Elementwise, _load_graph, _PRelu
+from .tfjs import Convolution, Dense, Elementwise, PRelu, TFJSGraph, load_graph
 
 __all__ = ["NETWORK_NAMES", "FaceNetwork", "load_network", "mirror_identification",
            "mirror_distances", "mirror_verdict", "architecture", "MIRROR_RANK1"]
@@ -104,17 +104,23 @@ class FaceNetwork:
     _analysis: list
     _deep: list
 
-    def chips(self, images, landmarks) -> torch.Tensor:
+    def chips(self, images, landmarks, border: str = "zero") -> torch.Tensor:
         """(N, 3, S, S) float32 RGB chips, 0..255, aligned for this network, from images
         (uint8 or float in [0, 1], grey or RGB, a list or a batch, NHWC or NCHW) and
-        dlib's 68 landmarks (N, 68, 2) in the images' pixel coordinates."""
+        dlib's 68 landmarks (N, 68, 2) in the images' pixel coordinates. ``border``:
+        what chip pixels outside the image take, ``"zero"`` or ``"replicate"`` (see
+        `facelin.faces.template_chips`; dlib's alignment fills them with zeros)."""
         from .. import faces
 
         images = _uint8_images(images)
         if self.name == "dlib-resnet":
+            if border != "zero":
+                raise ValueError("border: dlib's alignment fills outside pixels with "
+                                 "zeros ('zero')")
             return faces.face_chips(images, landmarks, size=self.input_size,
                                     padding=0.25)
-        return faces.template_chips(images, landmarks, size=self.input_size)
+        return faces.template_chips(images, landmarks, size=self.input_size,
+                                    border=border)
 
     def descriptors(self, chips: torch.Tensor, batch_size: int = 25) -> torch.Tensor:
         """The descriptors (N, D) of chips (N, 3, S, S), computed without gradients in
@@ -184,24 +190,24 @@ def _initialise_untrained(graph: TFJSGraph, seed: int):
         for name in graph.layer_names():
             op = graph.get_submodule(name)
             producers[op.node_name] = op.op
-            learned = isinstance(op, (_Convolution, _Dense)) or any(
+            learned = isinstance(op, (Convolution, Dense)) or any(
                 i in downstream for i in op.inputs)
             if learned:
                 downstream.add(op.node_name)
-            if isinstance(op, (_Convolution, _Dense)):
+            if isinstance(op, (Convolution, Dense)):
                 _glorot_(op.weight, getattr(op, "groups", 1), generator)
                 if op.bias is not None:
                     op.bias.zero_()
-                if isinstance(op.activation, _PRelu):
+                if isinstance(op.activation, PRelu):
                     op.activation.slopes.fill_(PRELU_INITIAL_SLOPE)
-            elif isinstance(op, _Elementwise) and learned and op.constant is not None \
+            elif isinstance(op, Elementwise) and learned and op.constant is not None \
                     and op.constant.numel() > 1:
                 if op.op == "Mul":
                     slope = any(producers.get(i) == "Minimum" for i in op.inputs)
                     op.constant.fill_(PRELU_INITIAL_SLOPE if slope else 1.0)
                 elif op.op in ("Add", "AddV2", "BiasAdd", "Sub"):
                     op.constant.zero_()
-            elif isinstance(op, _Elementwise) and isinstance(op.function, _PRelu):
+            elif isinstance(op, Elementwise) and isinstance(op.function, PRelu):
                 op.function.slopes.fill_(PRELU_INITIAL_SLOPE)
 
 
@@ -225,7 +231,7 @@ def load_network(name: str, pretrained: bool = True, seed: int = 0) -> FaceNetwo
         model._deep = model._analysis[-3:]
     else:
         spec = _TFJS[name]
-        model = _load_graph(human_model_path(name), spec["descriptor"], cls=TFJSNetwork)
+        model = load_graph(human_model_path(name), spec["descriptor"], cls=TFJSNetwork)
         if not pretrained:
             _initialise_untrained(model, seed)
         model.input_size = spec["size"]

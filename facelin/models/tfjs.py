@@ -63,6 +63,19 @@ _BINARY = {
 # ops with a scalar operand (commutative, or the scalar second)
 _SCALAR = {"Maximum": torch.clamp_min, "Minimum": torch.clamp_max, "Mul": torch.mul,
            "Add": torch.add, "AddV2": torch.add, "BiasAdd": torch.add}
+# In-place forms, used where no one else can see the operand (see TFJSGraph.forward).
+_INPLACE_UNARY = {"Relu": torch.relu_, "Relu6": lambda x: x.clamp_(0, 6),
+                  "Sigmoid": torch.sigmoid_, "Tanh": torch.tanh_, "Abs": torch.abs_,
+                  "Neg": torch.neg_, "Exp": torch.exp_, "Identity": lambda x: x}
+_INPLACE_BINARY = {
+    "Add": torch.Tensor.add_, "AddV2": torch.Tensor.add_, "BiasAdd": torch.Tensor.add_,
+    "Sub": torch.Tensor.sub_, "Mul": torch.Tensor.mul_, "RealDiv": torch.Tensor.div_,
+    "Maximum": lambda x, y: torch.maximum(x, y, out=x),
+    "Minimum": lambda x, y: torch.minimum(x, y, out=x)}
+_INPLACE_SCALAR = {"Maximum": torch.Tensor.clamp_min_, "Minimum": torch.Tensor.clamp_max_,
+                   "Mul": torch.Tensor.mul_, "Add": torch.Tensor.add_,
+                   "AddV2": torch.Tensor.add_, "BiasAdd": torch.Tensor.add_}
+_COMMUTATIVE = ("Add", "AddV2", "BiasAdd", "Mul", "Maximum", "Minimum")
 _UNARY = {**_ACTIVATIONS, "Abs": torch.abs, "Square": torch.square,
           "Identity": lambda x: x, "Neg": torch.neg, "Sqrt": torch.sqrt,
           "Rsqrt": torch.rsqrt, "Exp": torch.exp}
@@ -213,7 +226,7 @@ class _Op(nn.Module):
         return f"{self.op} {self.node_name!r}"
 
 
-class _Elementwise(_Op):
+class Elementwise(_Op):
     """A unary op, or a binary op with at most one constant operand (``constant``, in
     TF's layout, at position ``constant_position``)."""
 
@@ -225,8 +238,41 @@ class _Elementwise(_Op):
             self.register_buffer("constant", torch.from_numpy(np.array(constant)))
         else:
             self.constant = None
+        # whether an in-place form exists; the graph decides per call (``in_place``)
+        # whether the first operand may be overwritten
+        if constant is None and len(inputs) == 1:
+            self.can_work_in_place = self.op in _INPLACE_UNARY
+        elif constant is None:
+            self.can_work_in_place = (self.op in _INPLACE_BINARY
+                                      and inputs[0] != inputs[1])
+        else:
+            self.can_work_in_place = self.op in _INPLACE_BINARY and (
+                constant_position == 1 or self.op in _COMMUTATIVE)
+        self.in_place = False
+
+    def _in_place(self, tensors):
+        """The op computed into its first operand, or None where it cannot be."""
+        x = tensors[0]
+        if self.constant is None and len(tensors) == 1:
+            return _INPLACE_UNARY[self.op](x)
+        if self.constant is None:
+            y = tensors[1]
+            shape = torch.broadcast_shapes(x.shape, y.shape)
+            if x.dtype != y.dtype or shape != x.shape:
+                return None
+            return _INPLACE_BINARY[self.op](x, y)
+        if self.constant.numel() == 1 and self.op in _INPLACE_SCALAR:
+            return _INPLACE_SCALAR[self.op](x, self.constant.item())
+        constant = _as_rank(self.constant, x.dim()).to(x.dtype)
+        if torch.broadcast_shapes(x.shape, constant.shape) != x.shape:
+            return None
+        return _INPLACE_BINARY[self.op](x, constant)
 
     def forward(self, *tensors):
+        if self.in_place:
+            out = self._in_place(tensors)
+            if out is not None:
+                return out
         if self.constant is None:
             if len(tensors) == 2 and tensors[0].dim() != tensors[1].dim() and 4 in (
                     tensors[0].dim(), tensors[1].dim()):
@@ -242,7 +288,7 @@ class _Elementwise(_Op):
             self.function(x, constant)
 
 
-class _Convolution(_Op):
+class Convolution(_Op):
     """Conv2D / DepthwiseConv2dNative and their fused forms (bias add, then an
     activation): ``weight`` in PyTorch's layout (out, in / groups, kh, kw)."""
 
@@ -290,7 +336,7 @@ class _Convolution(_Op):
         return self.activation(y)
 
 
-class _Dense(_Op):
+class Dense(_Op):
     """MatMul / _FusedMatMul: ``weight`` (out, in) as F.linear takes it."""
 
     def __init__(self, node, inputs, kernel, extra):
@@ -306,7 +352,7 @@ class _Dense(_Op):
         return self.activation(F.linear(x, self.weight, self.bias))
 
 
-class _PRelu(nn.Module):
+class PRelu(nn.Module):
     def __init__(self, slopes):
         super().__init__()
         self.register_buffer("slopes", torch.from_numpy(np.array(slopes)))
@@ -338,7 +384,7 @@ def _fused(node, extra, where):
     if name in _ACTIVATIONS:
         return bias, _Function(_ACTIVATIONS[name])
     if name == "Prelu":
-        return bias, _PRelu(extra[0])
+        return bias, PRelu(extra[0])
     if name == "LeakyRelu":
         alpha = _attr(node, "leakyrelu_alpha", 0.2)
         return bias, _Function(lambda x: F.leaky_relu(x, alpha))
@@ -441,6 +487,19 @@ class TFJSGraph(nn.Module):
         self._release = {}
         for node, name in last_use.items():
             self._release.setdefault(name, []).append(node)
+        # ops that may overwrite their first operand: it is computed by another op (not
+        # the caller's input) and read by no other op; whether anyone else has seen it
+        # (a hook) is checked at each call
+        readers = {}
+        for name in self._order:
+            for source_node in set(self.get_submodule(name).inputs):
+                readers[source_node] = readers.get(source_node, 0) + 1
+        self._overwrites = {}
+        for name in self._order:
+            op = self.get_submodule(name)
+            if getattr(op, "can_work_in_place", False) \
+                    and op.inputs[0] in self._module_of and readers[op.inputs[0]] == 1:
+                self._overwrites[name] = self._module_of[op.inputs[0]]
 
     def layer_names(self) -> list[str]:
         """The submodule name of every computing node, in the order they run."""
@@ -492,11 +551,29 @@ class TFJSGraph(nn.Module):
                              f"(N, {', '.join(map(str, expected))}) (NCHW), got "
                              f"{tuple(x.shape)}")
 
+    def _may_overwrite(self, name: str) -> bool:
+        """Whether op ``name`` may compute into its first operand: no gradient is
+        recorded and no hook could hold that operand (none on the op that computed it,
+        no pre-hook on this op, no global hooks)."""
+        producer = self._overwrites.get(name)
+        if producer is None or torch.is_grad_enabled():
+            return False
+        from torch.nn.modules import module as torch_module
+
+        global_hooks = (getattr(torch_module, "_global_forward_hooks", None),
+                        getattr(torch_module, "_global_forward_pre_hooks", None))
+        return not (any(global_hooks) or self.get_submodule(producer)._forward_hooks
+                    or self.get_submodule(name)._forward_pre_hooks)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         values = {self.input_node: x}
         for name in self._order:
             op = self.get_submodule(name)
+            if name in self._overwrites:
+                # elementwise ops overwrite operands no one else sees: fewer passes over
+                # memory (a quarter of faceres's time); outputs are the same
+                op.in_place = self._may_overwrite(name)
             values[op.node_name] = op(*(values[i] for i in op.inputs))
             for node in self._release.get(name, ()):
                 if node != self.output_node:
@@ -515,29 +592,29 @@ def _build_op(node, inputs, where):
         if len(computed) != 1 or not isinstance(inputs[1], np.ndarray):
             raise TFJSFormatError(f"{where}: expected one computed input and constant "
                                   "filters")
-        return _Convolution(node, computed, inputs[1], inputs[2:],
+        return Convolution(node, computed, inputs[1], inputs[2:],
                             depthwise="Depthwise" in op)
     if op in ("MatMul", "_FusedMatMul"):
         if len(computed) != 1 or not isinstance(inputs[1], np.ndarray):
             raise TFJSFormatError(f"{where}: expected one computed input and a "
                                   "constant kernel")
-        return _Dense(node, computed, inputs[1], inputs[2:])
+        return Dense(node, computed, inputs[1], inputs[2:])
     if op in _UNARY:
-        return _Elementwise(node, computed, _UNARY[op])
+        return Elementwise(node, computed, _UNARY[op])
     if op in _BINARY:
         if len(inputs) != 2 or not computed:
             raise TFJSFormatError(
                 f"{where}: expected two operands, at least one computed")
         if const:
             position = 0 if isinstance(inputs[0], np.ndarray) else 1
-            return _Elementwise(node, computed, _BINARY[op], const[0], position)
-        return _Elementwise(node, computed, _BINARY[op])
+            return Elementwise(node, computed, _BINARY[op], const[0], position)
+        return Elementwise(node, computed, _BINARY[op])
     if op == "Prelu":
-        module = _Elementwise(node, computed, _PRelu(const[0]))
+        module = Elementwise(node, computed, PRelu(const[0]))
         return module
     if op == "LeakyRelu":
         alpha = _attr(node, "alpha", 0.2)
-        return _Elementwise(node, computed, lambda x: F.leaky_relu(x, alpha))
+        return Elementwise(node, computed, lambda x: F.leaky_relu(x, alpha))
     if op in ("Pad", "PadV2"):
         return _Pad(node, computed, const[0], const[1] if len(const) > 1 else 0.0)
     if op in ("Mean", "Sum"):
@@ -553,7 +630,7 @@ def _build_op(node, inputs, where):
                           f"{', '.join(SUPPORTED_OPS)})")
 
 
-def _load_graph(path, output=None, cls=TFJSGraph, **kwargs):
+def load_graph(path, output=None, cls=TFJSGraph, **kwargs):
     """Parse ``path`` and build ``cls(ops, input, output, input_shape, source,
     **kwargs)``."""
     path = Path(path)
@@ -652,7 +729,7 @@ def read_tfjs_graph(path, output: str | None = None) -> TFJSGraph:
         for a malformed file, a missing or truncated weight file, or an unsupported op
         (naming the op and its node).
     """
-    return _load_graph(path, output).eval().requires_grad_(False)
+    return load_graph(path, output).eval().requires_grad_(False)
 
 
 def tfjs_reference(path, inputs, nodes) -> dict:
