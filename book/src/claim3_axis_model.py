@@ -161,10 +161,11 @@ for geometry in axis.GEOMETRIES:
 # thus a property of one control geometry, not of the test. The rule above catches both.
 #
 # The exemplar fit deserves the same care: a true exemplar unit's fitted exemplar lies
-# inside the faces in most folds when its tuning is broad, but for narrow tuning, and
-# for most exemplar units of the normalised geometry, the isotropic quadratic fit
-# misplaces the bump and the exemplar is pulled to its bound; a pure axis unit's
-# exemplar is always on the bound (it has no curvature toward any face).
+# inside the faces in most folds when its tuning is broad, but the narrower the tuning,
+# and the more anisotropic it is in the whitened space (the normalised geometry), the
+# more often the isotropic quadratic fit misplaces the bump and the exemplar is pulled
+# to its bound (up to nearly always at width 0.4 in the normalised geometry); a pure
+# axis unit's exemplar is always on the bound (it has no curvature toward any face).
 #
 # ## The CNN units
 #
@@ -251,18 +252,13 @@ for (net, pretrained), v in verdicts.items():
 
 # %% [markdown]
 # In every trained network a minority of the deep units departs: from about a tenth
-# (dlib's pooled layer and descriptor, whose intervals stay below 0.2) to about two
-# fifths (mobileface's last block), and no deep layer comes near a majority. By the
-# rule, claim 3 *partly holds* for all three networks: dlib's last residual block and
-# every deep layer of the two TF.js networks lie between the two thresholds. The
-# departures come mostly from orthogonal tuning in dlib's and mobileface's deep layers,
-# and about as often from the model comparison in faceres's (the `by_gain` and
-# `by_orthogonal` columns above). The untrained controls are no cleaner: dlib's
-# untrained deep units depart more often than its trained ones (mostly by the model
-# comparison), mobileface's about as often, and only faceres's untrained network, whose
-# units barely follow the face parameters at all (every model explains about a tenth of
-# their variance), stays below 0.2. Departing from the axis model in this minority of
-# units is thus not something face training created.
+# (dlib's pooled layer and descriptor, whose intervals stay below 0.2) to about three
+# tenths (the TF.js networks' last blocks), and no deep layer comes near a majority. By
+# the rule, claim 3 *partly holds* for all three networks. The `by_gain` and
+# `by_orthogonal` columns above say which criterion a layer's departing units meet. The
+# untrained controls are no cleaner: their deep units depart about as often as the
+# trained ones, or more often (dlib), so departing from the axis model in this minority
+# of units is not something face training created.
 #
 # ## How large are the departures?
 #
@@ -445,9 +441,9 @@ print("simulated exemplar units:", ", ".join(
 
 # %% [markdown]
 # The engineered faces agree. A random deep unit of a trained network changes along the
-# orthogonal directions by a tenth to three tenths of its change along its axis (the
+# orthogonal directions by at most about a fifth of its change along its axis (the
 # median per layer): less than a matched axis unit with the unit's residual SD as noise
-# (whose orthogonal change is that noise alone, 0.4 to 0.7 of its axis change), and less
+# (whose orthogonal change is that noise alone, 0.4 to 0.5 of its axis change), and less
 # than simulated exemplar units of either geometry. In faceres's last block most tested
 # units do not change at all orthogonally (clipped rectifiers resting at zero around the
 # mean face). A CNN unit is deterministic: what the axis model leaves unexplained is not
