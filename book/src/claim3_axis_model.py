@@ -549,10 +549,10 @@ for net in NETWORKS:
 # a preferred face inside them); and engineered faces that move orthogonally to its axis
 # change its response less than they would change a noisy axis unit's. The axis model is
 # an adequate description of most deep units of every trained network; a minority, from
-# a tenth to two fifths per deep layer, departs from it, mostly through orthogonal
-# tuning beyond the nulls'. Claim 3 partly holds: CNN units are not all axis units, but
-# most of them are close to it. This fits claim 1: a population whose units are nearly
-# functions of one projection each is linearly decodable.
+# a tenth to three tenths per deep layer, departs from it. Claim 3 partly holds: CNN
+# units are not all axis units, but most of them are close to it. This fits claim 1: a
+# population whose units are nearly functions of one projection each is linearly
+# decodable.
 #
 # Two cautions. What no model explains here is structure that the 50 parameters of this
 # face space do not capture, not noise; the matched nulls treat it as noise, which makes
