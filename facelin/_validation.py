@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 __all__ = ["as_numpy", "positive_int", "whole_number", "image_list", "landmark_array",
-           "param_array", "box_array"]
+           "param_array", "box_array", "float_matrix", "matched_rows"]
 
 
 def as_numpy(value) -> np.ndarray:
@@ -152,3 +152,33 @@ def box_array(boxes, n_images: int, name: str = "boxes") -> np.ndarray:
     if ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])).any():
         raise ValueError(f"{name}: every box needs right > left and bottom > top")
     return boxes
+
+
+def float_matrix(x, name: str) -> torch.Tensor:
+    """``x`` as a finite float64 (faces x columns) CPU tensor, or a clear error."""
+    t = (
+        x.detach().cpu()
+        if isinstance(x, torch.Tensor)
+        else torch.as_tensor(np.asarray(x))
+    )
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a float array, got {t.dtype}")
+    t = t.to(torch.float64)
+    if t.dim() != 2:
+        raise ValueError(
+            f"{name} must be 2-d (faces x columns), got shape {tuple(t.shape)}"
+        )
+    if not torch.isfinite(t).all():
+        rows = torch.nonzero(~torch.isfinite(t).all(1)).flatten()[:10].tolist()
+        raise ValueError(f"{name} holds NaN or Inf (rows {rows})")
+    return t
+
+
+def matched_rows(x, y, x_name: str, y_name: str):
+    """Two float matrices (see `float_matrix`) with the same number of faces (rows)."""
+    x, y = float_matrix(x, x_name), float_matrix(y, y_name)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"{x_name} has {x.shape[0]} faces but {y_name} has {y.shape[0]}"
+        )
+    return x, y

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from . import linalg
-from .encoding import _check_pair, _penalties, explained_variance
+from ._validation import matched_rows
+from .encoding import explained_variance, penalty_grid
 
 __all__ = [
     "CeilingResult",
@@ -89,7 +90,7 @@ def encoding_ceiling(
     refitted on the training folds, to predict the held-out fold. The Nystroem centres
     depend on the parameters only, never on the responses.
     """
-    x, y = _check_pair(params, responses, "params", "responses")
+    x, y = matched_rows(params, responses, "params", "responses")
     if bool((y.std(0) == 0).any()):
         raise ValueError("every unit must vary across the faces (drop silent units)")
     n = x.shape[0]
@@ -122,7 +123,7 @@ def encoding_ceiling(
             result = linalg.ridge_cv(
                 features[train],
                 y[train],
-                _penalties(features[train], alphas, True),
+                penalty_grid(features[train], alphas, True),
                 cv="loo",
             )
             inner_error[c] = result.cv_mse.min(0).values

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from . import linalg
+from ._validation import float_matrix, matched_rows
 
 __all__ = [
     "LinearEncoder",
@@ -42,40 +43,13 @@ __all__ = [
     "VERDICTS",
     "verdict_rule",
     "DEFAULT_ALPHAS",
+    "penalty_grid",
 ]
 
 DEFAULT_ALPHAS = tuple(np.logspace(-3, 5, 17).tolist())
 
 
-def _as_matrix(x, name: str) -> torch.Tensor:
-    t = (
-        x.detach().cpu()
-        if isinstance(x, torch.Tensor)
-        else torch.as_tensor(np.asarray(x))
-    )
-    if not t.is_floating_point():
-        raise TypeError(f"{name} must be a float array, got {t.dtype}")
-    t = t.to(torch.float64)
-    if t.dim() != 2:
-        raise ValueError(
-            f"{name} must be 2-d (faces x columns), got shape {tuple(t.shape)}"
-        )
-    if not torch.isfinite(t).all():
-        rows = torch.nonzero(~torch.isfinite(t).all(1)).flatten()[:10].tolist()
-        raise ValueError(f"{name} holds NaN or Inf (rows {rows})")
-    return t
-
-
-def _check_pair(x, y, x_name, y_name):
-    x, y = _as_matrix(x, x_name), _as_matrix(y, y_name)
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"{x_name} has {x.shape[0]} faces but {y_name} has {y.shape[0]}"
-        )
-    return x, y
-
-
-def _penalties(x: torch.Tensor, alphas, relative: bool) -> torch.Tensor:
+def penalty_grid(x: torch.Tensor, alphas, relative: bool) -> torch.Tensor:
     """The penalty grid, relative to the mean eigenvalue of x's centred Gram matrix when
     ``relative`` (so one grid serves inputs of any scale: face parameters, ReLU units,
     descriptors)."""
@@ -89,7 +63,7 @@ def _penalties(x: torch.Tensor, alphas, relative: bool) -> torch.Tensor:
 def explained_variance(true, predicted) -> torch.Tensor:
     """Per column ``1 - SSE/SST`` (SST about the column's mean), as
     ``sklearn.metrics.r2_score(true, predicted, multioutput="raw_values")``: (k,)."""
-    true, predicted = _check_pair(true, predicted, "true", "predicted")
+    true, predicted = matched_rows(true, predicted, "true", "predicted")
     if true.shape != predicted.shape:
         raise ValueError(
             f"true has shape {tuple(true.shape)} but predicted has "
@@ -118,7 +92,7 @@ def nested_cv_predictions(
     and fits; the held-out fold is predicted. Returns ``(predictions (n, k), alphas
     (folds, k))``: no score is computed on rows that took part in choosing a penalty.
     """
-    x, y = _check_pair(x, y, "x", "y")
+    x, y = matched_rows(x, y, "x", "y")
     n = x.shape[0]
     if not isinstance(folds, int) or not 2 <= folds <= n // 2:
         raise ValueError(
@@ -130,7 +104,7 @@ def nested_cv_predictions(
         train = torch.ones(n, dtype=torch.bool)
         train[test] = False
         result = linalg.ridge_cv(
-            x[train], y[train], _penalties(x[train], alphas, relative_alphas), cv="loo"
+            x[train], y[train], penalty_grid(x[train], alphas, relative_alphas), cv="loo"
         )
         predictions[test] = result.predict(x[test])
         chosen[fold] = result.alpha
@@ -164,13 +138,13 @@ class _RidgeMap:
                 x, y, self.alphas, self.cv, self.relative_alphas
             )
             result = linalg.ridge_cv(
-                x, y, _penalties(x, self.alphas, self.relative_alphas), cv="loo"
+                x, y, penalty_grid(x, self.alphas, self.relative_alphas), cv="loo"
             )
             self.cv_predictions_ = predictions
             self.ev_ = explained_variance(y, predictions)
         else:
             result = linalg.ridge_cv(
-                x, y, _penalties(x, self.alphas, self.relative_alphas), cv=self.cv
+                x, y, penalty_grid(x, self.alphas, self.relative_alphas), cv=self.cv
             )
             self.cv_predictions_ = result.cv_predictions
             self.ev_ = result.explained_variance
@@ -183,7 +157,7 @@ class _RidgeMap:
     def predict(self, x) -> torch.Tensor:
         if not hasattr(self, "coef_"):
             raise RuntimeError("call fit before predict")
-        x = _as_matrix(x, "input")
+        x = float_matrix(x, "input")
         if x.shape[1] != self.coef_.shape[0]:
             raise ValueError(
                 f"expected {self.coef_.shape[0]} input columns, got {x.shape[1]}"
@@ -204,7 +178,7 @@ class LinearEncoder(_RidgeMap):
     """
 
     def fit(self, params, responses):
-        x, y = _check_pair(params, responses, "params", "responses")
+        x, y = matched_rows(params, responses, "params", "responses")
         return self._fit(x, y)
 
 
@@ -231,14 +205,14 @@ class LinearDecoder(_RidgeMap):
         )
 
     def fit(self, responses, params):
-        x, y = _check_pair(responses, params, "responses", "params")
+        x, y = matched_rows(responses, params, "responses", "params")
         return self._fit(x, y)
 
 
 def pooled_explained_variance(true, predicted) -> float:
     """Variance-weighted explained variance over dimensions: 1 - total SSE / total SST
     (the later, low-variance components weigh little, unlike a plain mean of EVs)."""
-    true, predicted = _check_pair(true, predicted, "true", "predicted")
+    true, predicted = matched_rows(true, predicted, "true", "predicted")
     sse = (true - predicted).square().sum()
     sst = (true - true.mean(0)).square().sum()
     return float(1 - sse / sst)
@@ -269,7 +243,7 @@ def identification_accuracy(
         if isinstance(decoded, torch.Tensor)
         else torch.as_tensor(np.asarray(decoded), dtype=torch.float64)
     )
-    true_t = _as_matrix(true, "true")
+    true_t = float_matrix(true, "true")
     batched = decoded_t.dim() == 3
     if not batched:
         decoded_t = decoded_t[None]
@@ -341,7 +315,7 @@ def identification_curve(
     :func:`facelin.linalg.subset_lstsq` from one Gram matrix. Returns a long table with
     columns ``units``, ``draw``, ``n_candidates``, ``accuracy``.
     """
-    r, x = _check_pair(responses, params, "responses", "params")
+    r, x = matched_rows(responses, params, "responses", "params")
     n, m = r.shape
     if any(not 1 <= s <= m for s in unit_counts):
         raise ValueError(
@@ -411,8 +385,8 @@ def layer_summary(
     dropped first. ``nested`` chooses every penalty inside the training folds only (then
     ``cv`` outer folds, leave-one-out inside).
     """
-    x = _as_matrix(params, "params")
-    r = _varying(_as_matrix(responses, "responses"))
+    x = float_matrix(params, "params")
+    r = _varying(float_matrix(responses, "responses"))
     if r.shape[1] == 0:
         raise ValueError("no unit varies across the faces")
     encoder = LinearEncoder(cv=cv, nested=nested).fit(x, r)
@@ -466,8 +440,8 @@ def subset_decoding(
     and decodes the held-out fold. One row per draw: ``units``, ``draw``, the mean and
     the variance-weighted (``pooled_ev``) EV over the parameter dimensions, and
     ``identification_<N>`` for each N in ``n_candidates``."""
-    r = _varying(_as_matrix(responses, "responses"))
-    r, x = _check_pair(r, params, "responses", "params")
+    r = _varying(float_matrix(responses, "responses"))
+    r, x = matched_rows(r, params, "responses", "params")
     n, m = r.shape
     if int(size) != size or size < 1:
         raise ValueError(f"size must be a positive integer, got {size}")
@@ -507,7 +481,7 @@ def between_face_share(responses, faces) -> torch.Tensor:
     when a unit's response owes nothing to the face (it can dip below 0 by chance).
     Returns (k,).
     """
-    r = _as_matrix(responses, "responses")
+    r = float_matrix(responses, "responses")
     faces = np.asarray(faces)
     if faces.shape != (r.shape[0],):
         raise ValueError(
