@@ -26,7 +26,7 @@ import pandas as pd
 from . import anchors, findings
 
 __all__ = ["Row", "ROWS", "CLAIMS", "NETWORKS", "VERDICTS", "table", "verdict_table",
-           "verdict_rules", "saved_verdicts", "network_findings", "claim3_verdict",
+           "verdict_rules", "saved_verdicts", "network_findings",
            "lookup", "NOT_MEASURED"]
 
 NOT_MEASURED = "not measured"
@@ -91,90 +91,81 @@ def _fmt(value, digits: int = 2) -> str:
     return str(value)
 
 
-def claim3_verdict(
-    data: dict, deep=("pool", "descriptor"), majority: float = 0.5
-) -> tuple:
-    """Claim 3 from the axis chapter's findings: in the deep layers, does a majority of
-    the trained network's units fail the axis model beyond their matched nulls by the
-    model comparison (``beyond_null_deficit``) and by Chang & Tsao's flatness test
-    (``tuned_orth_real`` above ``tuned_orth_null``)? Both: "holds"; one: "partly holds";
-    neither: "does not hold". Returns (verdict, reason). Used where the chapter saved no
-    verdict of its own."""
-    trained = data.get("trained", {})
-    missing = [layer for layer in deep if layer not in trained]
-    if missing:
-        raise KeyError(f"the axis chapter's findings lack layers {missing}")
-    by_models = all(trained[layer]["beyond_null_deficit"] > majority for layer in deep)
-    by_flatness = all(
-        trained[layer]["tuned_orth_real"] - trained[layer]["tuned_orth_null"] > majority
-        for layer in deep)
-    verdict = VERDICTS[0] if by_models and by_flatness else (
-        VERDICTS[1] if by_models or by_flatness else VERDICTS[2])
-    reason = (
-        f"model comparison {'rejects' if by_models else 'does not reject'} the axis "
-        f"model for most deep units; orthogonal flatness "
-        f"{'rejects' if by_flatness else 'does not reject'} it"
-    )
-    return verdict, reason
+def _interval(values, digits: int = 2) -> str:
+    """``"estimate [low, high]"`` from a saved ``[estimate, low, high]`` triple."""
+    if values is None:
+        return NOT_MEASURED
+    estimate, low, high = values
+    return f"{_fmt(estimate, digits)} [{_fmt(low, digits)}, {_fmt(high, digits)}]"
 
 
 @dataclass
 class Row:
     """One scorecard row: what is compared, the `facelin.anchors` key of its literature
-    value, the chapter that measures it, and ``measure(findings) -> (text, verdict or
-    None)`` applied to one network's findings."""
+    value, the chapter that measures it, and ``measure(findings, network) -> (text,
+    verdict or None)`` applied to one network's findings."""
 
     item: str
     anchor: str
     chapter: str
-    measure: Callable[[dict], tuple]
+    measure: Callable[[dict, str], tuple]
 
 
-def _claim1(d):
-    encoding = lookup(d, "median_encoding_ev", "descriptor")
-    text = (f"descriptor median encoding EV {_fmt(encoding)}; "
-            f"decoding EV (pooled) {_fmt(lookup(d, 'decoding_pooled_ev'))}")
-    return text, None
+def _claim1(d, network):
+    inputs = d["verdict_inputs"]
+    return (
+        f"descriptor: linear/nonlinear EV ratio {_interval(inputs['ceiling_ratio'])}; "
+        f"decoding EV {_interval(inputs['decoding_pooled_ev'])}; on nuisance renders, "
+        f"decoding EV minus the untrained control's "
+        f"{_interval(inputs['nuisance_margin_untrained'])}, minus pixels' "
+        f"{_interval(inputs['nuisance_margin_pixels'])}"
+    ), None
 
 
-def _claim2(d):
-    sets = lookup(d, "feature_sets") or {}
-    parts = [
-        f"{name}: rank-1 {_fmt(lookup(row, 'rank1'))}, AUC {_fmt(lookup(row, 'auc'))}"
-        for name, row in sets.items()
-    ]
-    return ("; ".join(parts) if parts else NOT_MEASURED), None
+def _claim2(d, network):
+    parts = []
+    for condition in ("given", "detected"):
+        route = d["best_image_route"][condition]
+        cnn, best = d[condition]["CNN"], d[condition][route]
+        difference = [best[f"rank1_diff{end}"] for end in ("", "_low", "_high")]
+        parts.append(
+            f"{condition} landmarks: CNN rank-1 {_fmt(cnn['rank1'], 3)}, {route} "
+            f"{_fmt(best['rank1'], 3)}, CNN minus route {_interval(difference, 3)} "
+            f"(gallery {int(cnn['gallery'])})")
+    return "; ".join(parts), None
 
 
-def _claim3(d):
-    descriptor = lookup(d, "trained", "descriptor") or {}
-    text = (
-        f"descriptor: {_fmt(descriptor.get('beyond_null_deficit'))} of units beyond "
-        f"their matched axis null (model comparison), "
-        f"{_fmt(descriptor.get('tuned_orth_real'))} not flat orthogonally "
-        f"(null {_fmt(descriptor.get('tuned_orth_null'))})"
-    )
-    verdict, reason = claim3_verdict(d)
-    return f"{text} ({reason})", verdict
+def _deep(d) -> list:
+    return d["layers"][-2:]
 
 
-def _flat(d):
-    trained = lookup(d, "trained") or {}
-    flat = {layer: 1 - v["tuned_orth_real"] for layer, v in trained.items()}
-    if not flat:
-        return NOT_MEASURED, None
-    change_axis = lookup(d, "engineered_change_axis")
-    change_orth = lookup(d, "engineered_change_orthogonal")
-    text = (
-        f"flat in {min(flat.values()):.2f}-{max(flat.values()):.2f} of units per "
-        f"layer; "
-        f"engineered faces change a unit's response {_fmt(change_orth, 1)} SD "
-        f"orthogonally vs {_fmt(change_axis, 1)} SD along its axis"
-    )
-    return text, None
+def _claim3(d, network):
+    keys = ("departing_fraction", "departing_low", "departing_high")
+    parts = []
+    for layer in _deep(d):
+        saved = d["trained"][layer]
+        parts.append(f"{layer}: {_interval([saved[k] for k in keys])} of "
+                     f"{saved['units']} units depart")
+    return "; ".join(parts) + " from the axis model beyond their matched nulls", None
 
 
-def _faces(d):
+def _flat(d, network):
+    trained = d["trained"]
+    flat = [trained[layer]["flat"] for layer in d["layers"]]
+    null = [trained[layer]["flat_null"] for layer in d["layers"]]
+    layer = d["layers"][-1]
+    unit = d["engineered"][f"{layer}, CNN unit"]
+    matched = d["engineered"][f"{layer}, matched null"]
+    return (
+        f"flat in {min(flat):.2f}-{max(flat):.2f} of units per layer (matched axis "
+        f"nulls {min(null):.2f}-{max(null):.2f}); engineered faces, {layer}: median "
+        f"orthogonal/axis response change "
+        f"{_interval([unit['median_ratio'], unit['low'], unit['high']])} (nulls "
+        f"{_interval([matched['median_ratio'], matched['low'], matched['high']])})"
+    ), None
+
+
+def _faces(d, network):
     faces, dims = lookup(d, "faces"), lookup(d, "dims")
     return (
         f"{_fmt(faces)} faces, {_fmt(dims)}-d ({_fmt(lookup(d, 'shape_dims'))} shape + "
@@ -182,41 +173,44 @@ def _faces(d):
     ), None
 
 
-def _units(d):
+def _units(d, network):
     n, layers = lookup(d, "units_per_layer"), lookup(d, "layers")
     if n is None or layers is None:
         return NOT_MEASURED, None
-    return f"{n} units per layer in {len(layers)} layers (axis tests)", None
+    return f"up to {n} units per layer in {len(layers)} layers (axis tests)", None
 
 
-def _recon_units(d):
-    units = lookup(d, "units_for_80pct_n50", "trained")
-    return f"units for 80% identification among 50: {_fmt(units, 0)}", None
+def _descriptor(d, network) -> dict:
+    return d["descriptor_decoding"][f"{network} | trained"]
 
 
-def _decoding_ev(d):
-    return f"pooled decoding EV {_fmt(lookup(d, 'decoding_pooled_ev'))} from " \
-           f"{_fmt(lookup(d, 'decoding_units'))} units", None
+def _recon_units(d, network):
+    units = _descriptor(d, network)["units_for_80pct_n50"]
+    if units[0] is None:
+        return (f"80% identification among 50 not reached with all "
+                f"{_descriptor(d, network)['units']} descriptor units"), None
+    return (f"descriptor units for 80% identification among 50: "
+            f"{_interval(units, 0)}"), None
 
 
-def _identification(d):
-    return (
-        f"identification among 50: {_fmt(lookup(d, 'identification_n50', 'trained'))}",
-        None,
-    )
+def _decoding_ev(d, network):
+    part = _descriptor(d, network)
+    return (f"decoding EV (variance-weighted) {_interval(part['pooled_ev'])} from "
+            f"{part['units']} descriptor units"), None
 
 
-def _lfw(d):
+def _identification(d, network):
+    part = _descriptor(d, network)
+    return (f"identification among 50 from {part['units']} descriptor units: "
+            f"{_fmt(part['identification_n50'])}"), None
+
+
+def _reference(d, network):
     """LFW is not at hand, so dlib's figure is quoted; what the book measures is whether
-    the port computes dlib's descriptors (``descriptor_max_abs_diff``, saved by the CNN
-    chapter)."""
-    diff = lookup(d, "descriptor_max_abs_diff")
-    if diff is None:
-        return NOT_MEASURED, None
-    return (
-        f"LFW not re-measured; port vs dlib, largest descriptor difference {diff:.1e}",
-        None,
-    )
+    each network computes its reference's descriptors (the CNN chapter's findings)."""
+    difference, reference = d["max_relative_difference"], d["reference"]
+    return (f"LFW not re-measured; against {reference}, largest relative descriptor "
+            f"difference {difference:.1e}"), None
 
 
 ROWS = [
@@ -241,7 +235,8 @@ ROWS = [
         _identification,
     ),
     Row("orthogonal tuning", "orthogonal_tuning", "claim3_axis_model", _flat),
-    Row("dlib ResNet on LFW", "dlib_lfw", "face_cnn", _lfw),
+    Row("agreement with the reference implementation", "dlib_lfw", "face_cnn",
+        _reference),
 ]
 
 
@@ -259,7 +254,7 @@ def _cell(row: Row, data: dict | None, network: str) -> tuple[str, str | None]:
     measured, verdict = NOT_MEASURED, None
     if part is not None:
         try:
-            measured, verdict = row.measure(part)
+            measured, verdict = row.measure(part, network)
         except (KeyError, TypeError, ValueError) as error:
             measured, verdict = f"{NOT_MEASURED} ({error})", None
     if row.item in dict(CLAIMS):

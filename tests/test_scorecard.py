@@ -8,28 +8,16 @@ from facelin import anchors, findings, scorecard
 CLAIM1, CLAIM2, CLAIM3 = (name for name, _ in scorecard.CLAIMS)
 
 
-def _axis_findings(deficit, tuned, tuned_null=0.0):
-    layer = {"beyond_null_deficit": deficit, "tuned_orth_real": tuned,
-             "tuned_orth_null": tuned_null, "ev_axis": 0.5, "ev_reference": 0.55}
-    return {"trained": {"pool": layer, "descriptor": layer}, "units_per_layer": 40,
+def _axis_findings(fraction=0.2):
+    layer = {"departing_fraction": fraction, "departing_low": fraction - 0.05,
+             "departing_high": fraction + 0.05, "units": 128, "flat": 0.8,
+             "flat_null": 0.99}
+    engineered = {"median_ratio": 0.1, "low": 0.05, "high": 0.15}
+    return {"trained": {"pool": layer, "descriptor": layer}, "units_per_layer": 200,
             "layers": ["pool", "descriptor"], "faces": 2000, "dims": 50, "shape_dims": 25,
-            "appearance_dims": 25, "engineered_change_axis": 5.0,
-            "engineered_change_orthogonal": 0.5}
-
-
-@pytest.mark.parametrize("deficit, tuned, expected", [
-    (0.9, 0.1, "partly holds"), (0.9, 0.8, "holds"), (0.1, 0.8, "partly holds"),
-    (0.1, 0.1, "does not hold")])
-def test_claim3_rule(deficit, tuned, expected):
-    assert scorecard.claim3_verdict(_axis_findings(deficit, tuned))[0] == expected
-
-
-def test_claim3_rule_compares_with_the_null():
-    # Orthogonal tuning as common in the nulls as in the units is no evidence.
-    verdict, _ = scorecard.claim3_verdict(_axis_findings(0.1, 0.8, tuned_null=0.7))
-    assert verdict == "does not hold"
-    with pytest.raises(KeyError, match="lack layers"):
-        scorecard.claim3_verdict({"trained": {"pool": {}}})
+            "appearance_dims": 25,
+            "engineered": {"descriptor, CNN unit": engineered,
+                           "descriptor, matched null": engineered}}
 
 
 def test_verdict_table_reads_verdicts_per_network(tmp_path):
@@ -49,19 +37,17 @@ def test_verdict_table_reads_verdicts_per_network(tmp_path):
     assert rules[CLAIM1].startswith("decoding EV") and rules[CLAIM2] is None
 
 
-def test_verdict_table_applies_the_claim3_rule_where_no_verdict_was_saved(tmp_path):
-    findings.save("claim3_axis_model", _axis_findings(0.95, 0.9), folder=tmp_path)
-    table = scorecard.verdict_table(folder=tmp_path)
-    assert table.loc[CLAIM3, "dlib-resnet"] == "holds"
-    assert table.loc[CLAIM3, "mobileface"] == "not measured"
-    # a saved verdict wins over the rule, and per-network parts are read per network
+def test_saved_verdicts_are_read_per_network(tmp_path):
     findings.save("claim3_axis_model", {
-        **_axis_findings(0.95, 0.9), "verdict": {"dlib-resnet": "does not hold"},
-        "networks": {"mobileface": _axis_findings(0.95, 0.1)}}, folder=tmp_path)
+        **_axis_findings(), "verdict": {"dlib-resnet": "does not hold",
+                                        "mobileface": "partly holds"},
+        "networks": {"mobileface": _axis_findings(0.5)}}, folder=tmp_path)
     table = scorecard.verdict_table(folder=tmp_path)
     assert table.loc[CLAIM3, "dlib-resnet"] == "does not hold"
     assert table.loc[CLAIM3, "mobileface"] == "partly holds"
     assert table.loc[CLAIM3, "faceres"] == "not measured"
+    t = scorecard.table(folder=tmp_path).set_index("item")
+    assert "0.50 [0.45, 0.55] of 128 units" in t.loc[CLAIM3, "mobileface"]
 
 
 def test_unknown_verdict_words_are_not_verdicts():
@@ -71,10 +57,16 @@ def test_unknown_verdict_words_are_not_verdicts():
 
 
 def test_table_has_a_column_per_network_and_anchors_from_the_anchor_table(tmp_path):
-    findings.save("claim3_axis_model", _axis_findings(0.95, 0.1), folder=tmp_path)
+    findings.save("claim3_axis_model", {**_axis_findings(0.95),
+                                        "verdict": {"dlib-resnet": "partly holds"}},
+                  folder=tmp_path)
+    route = {"rank1": 0.8, "rank1_diff": 0.1, "rank1_diff_low": 0.05,
+             "rank1_diff_high": 0.15, "gallery": 150}
+    condition = {"CNN": {**route, "rank1": 0.9}, "fitted params": route}
     findings.save("claim2_recognition", {
         "verdict": {"dlib-resnet": "holds"},
-        "feature_sets": {"CNN": {"rank1": 0.9, "auc": 0.99}}}, folder=tmp_path)
+        "best_image_route": {"given": "fitted params", "detected": "fitted params"},
+        "given": condition, "detected": condition}, folder=tmp_path)
     t = scorecard.table(folder=tmp_path).set_index("item")
     assert {"anchor", "source", "chapter", *scorecard.NETWORKS} <= set(t.columns)
     assert t.loc[CLAIM1, "dlib-resnet"] == "not measured"
@@ -83,10 +75,13 @@ def test_table_has_a_column_per_network_and_anchors_from_the_anchor_table(tmp_pa
     assert t.loc[CLAIM3, "mobileface"] == "not measured"
     assert "2000 faces, 50-d (25 shape + 25 appearance)" in t.loc[
         "face space and stimuli", "dlib-resnet"]
-    assert t.loc[CLAIM2, "dlib-resnet"].startswith("holds: CNN: rank-1 0.90")
-    assert t.loc["dlib ResNet on LFW", "anchor"] == anchors.get("dlib_lfw").value == "99.38%"
+    assert t.loc[CLAIM2, "dlib-resnet"].startswith(
+        "holds: given landmarks: CNN rank-1 0.900, fitted params 0.800, CNN minus route "
+        "0.100 [0.050, 0.150] (gallery 150)")
+    reference = "agreement with the reference implementation"
+    assert t.loc[reference, "anchor"] == anchors.get("dlib_lfw").value == "99.38%"
     assert t.loc["units recorded", "anchor"] == anchors.get("cells").value
-    assert t.loc["dlib ResNet on LFW", "dlib-resnet"] == "not measured"
+    assert t.loc[reference, "dlib-resnet"] == "not measured"
 
 
 def test_a_chapter_missing_a_key_is_not_measured(tmp_path):
@@ -97,9 +92,12 @@ def test_a_chapter_missing_a_key_is_not_measured(tmp_path):
 
 
 def test_cnn_row_reads_the_port_agreement(tmp_path):
-    findings.save("face_cnn", {"descriptor_max_abs_diff": 0.0012}, folder=tmp_path)
+    findings.save("face_cnn", {"networks": {"faceres": {
+        "max_relative_difference": 0.0012, "reference": "TensorFlow.js"}}},
+        folder=tmp_path)
     t = scorecard.table(folder=tmp_path).set_index("item")
-    assert "1.2e-03" in t.loc["dlib ResNet on LFW", "dlib-resnet"]
+    cell = t.loc["agreement with the reference implementation", "faceres"]
+    assert "against TensorFlow.js" in cell and "1.2e-03" in cell
 
 
 def test_anchors_have_sources_and_uncertain_ones_claim_no_number():

@@ -10,11 +10,10 @@
 # `facelin.findings`): nothing here is typed in, and the findings files hold
 # measurements only. A chapter that has not saved findings for a network shows "not
 # measured". On the claim rows the verdict leads the cell: the verdict the claim's
-# chapter computed by its stated rule; for claim 3, where its chapter saved none, the
-# rule is `facelin.scorecard.claim3_verdict`: in the pooled layer and the descriptor,
-# does a majority of the trained network's units fail the axis model beyond their
-# matched axis nulls, by the model comparison and by Chang & Tsao's
-# orthogonal-flatness test? Both: holds; one: partly holds; neither: does not hold.
+# chapter computed by the rule it states before its results (`claim1_verdict`,
+# `claim2_verdict`, `claim3_verdict` in `facelin.encoding`, `facelin.recognition` and
+# `facelin.axis`); the cell then gives the measurements that rule weighed, with their
+# 95% bootstrap intervals.
 
 # %%
 import pandas as pd
@@ -45,9 +44,10 @@ for claim, row in verdicts.iterrows():
 #   58 hand-placed landmarks on 200 frontal FEI faces and a thin-plate spline. Our
 #   appearance model is blurrier, and the faces less varied, than theirs (the face-space
 #   chapter lets a reader build it from FEI or LFW when the data are at hand).
-# - **The network.** dlib's ResNet (the one state-of-the-art face CNN whose weights ship in
-#   a package), rebuilt in PyTorch and checked against dlib; the paper's networks are not
-#   named in its abstract.
+# - **The networks.** dlib's ResNet (rebuilt in PyTorch and checked against dlib) and two
+#   TF.js face networks from the npm registry, MobileFace and HSE FaceRes (read into
+#   PyTorch and checked against TensorFlow.js): face CNNs whose weights ship in packages;
+#   the paper's networks are not named in its abstract.
 # - **Units.** A seeded sample of units per layer (the chapters state how many), not every
 #   unit; a CNN unit's response is deterministic, so what a model leaves unexplained is
 #   structure the 50 parameters or the model miss, not trial-to-trial noise as in a cell.
