@@ -7,7 +7,7 @@
 # population as `x = B r + c`, as Chang & Tsao (2017) found for face cells of macaque
 # inferotemporal cortex.
 #
-# **The protocol** (Chang & Tsao's, see the [introduction](intro.md)): 2,000 faces drawn
+# **The protocol** (Chang & Tsao's, see the [introduction](intro.ipynb)): 2,000 faces drawn
 # at random in the 50-d space built from real faces (each dimension from a normal
 # distribution with the standard deviation of its component), shown to each network as
 # its aligned input chips. The parameters are normalised as in their analysis code.
