@@ -199,7 +199,7 @@ def run_fx_subgraph(model, chips, units, batch):
     blocks = []
     with torch.inference_mode():
         for x in batches(chips, batch):
-            outs = sub(model.normalise(x))
+            outs = sub(model.normalize(x))
             blocks.append(torch.cat([o.flatten(1)[:, indices[name]]
                                      for name, o in zip(names, outs)], 1))
     return torch.cat(blocks)

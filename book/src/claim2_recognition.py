@@ -319,7 +319,7 @@ for net in swept:
     fig.suptitle(net)
     fig.tight_layout()
 
-# %% tags=["nbval-check-output"]
+# %%
 at_max = sweep[sweep.strength == max(SWEEP_STRENGTHS)]
 for (net, condition), part in at_max.groupby(["network", "condition"], sort=False):
     print(f"rank-1 at strength {max(SWEEP_STRENGTHS)}, {net}, {condition} landmarks:")
