@@ -8,6 +8,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
 from facelin import recognition as rec
+from facelin.verdicts import VERDICTS
 
 
 def clustered(n_ids=30, per_id=4, dim=8, spread=0.3, seed=0):
@@ -57,14 +58,14 @@ def test_eer_of_symmetric_overlap():
     i = np.linspace(0.0, 1.0, 4001)
     same = np.r_[np.ones(4001, bool), np.zeros(4001, bool)]
     f, t, _ = rec.roc_curve(np.r_[g, i], same)
-    assert rec._eer(f, t) == pytest.approx(0.25, abs=1e-3)
+    assert rec.metrics._eer(f, t) == pytest.approx(0.25, abs=1e-3)
 
 
 def test_tar_at_far_is_highest_tar_within_far():
     far = np.array([0, 0.001, 0.005, 0.02, 1])
     tar = np.array([0, 0.4, 0.6, 0.9, 1])
-    assert rec._tar_at_far(far, tar, 1e-2) == 0.6
-    assert rec._tar_at_far(far, tar, 1e-3) == 0.4
+    assert rec.metrics._tar_at_far(far, tar, 1e-2) == 0.6
+    assert rec.metrics._tar_at_far(far, tar, 1e-3) == 0.4
 
 
 def test_identify_rank1_and_cmc():
@@ -273,8 +274,8 @@ def test_metric_table_chooses_on_fitting_identities():
 def test_resampled_statistics_match_scikit_learn_with_weights(seed):
     x, labels = clustered(n_ids=25, per_id=3, spread=1.0, seed=seed)
     x = np.round(x, 1)  # ties between pairs
-    route = rec._RouteScores(x, labels, "euclidean")
-    counts = rec._identity_counts(25, 4, seed)
+    route = rec.RouteScores(x, labels, "euclidean")
+    counts = rec.resample._identity_counts(25, 4, seed)
     resampled = route.resampled(counts)
     codes = np.unique(labels, return_inverse=True)[1]
     i, j = np.triu_indices(len(labels), 1)
@@ -284,10 +285,10 @@ def test_resampled_statistics_match_scikit_learn_with_weights(seed):
         far, tar, _ = sk_roc_curve(route.same, route.scores, sample_weight=weight,
                                    drop_intermediate=False)
         assert resampled["auc"][b] == pytest.approx(sk_auc(far, tar), abs=1e-12)
-        assert resampled["eer"][b] == pytest.approx(rec._eer(far, tar), abs=1e-12)
+        assert resampled["eer"][b] == pytest.approx(rec.metrics._eer(far, tar), abs=1e-12)
         for f in (1e-2, 1e-3):
             assert resampled[f"tar@far={f:g}"][b] == pytest.approx(
-                rec._tar_at_far(far, tar, f), abs=1e-12)
+                rec.metrics._tar_at_far(far, tar, f), abs=1e-12)
         # rank-1: each probe counted as often as its identity was drawn
         gallery = rec.gallery_mask(labels)
         ident = rec.identify(x[gallery], labels[gallery], x[~gallery], labels[~gallery],
@@ -375,7 +376,7 @@ def made_up(differences: dict) -> pd.DataFrame:
 def test_claim2_verdict_on_made_up_tables(given, detected, verdict):
     result, reason = rec.claim2_verdict({"given": made_up(given),
                                          "detected": made_up(detected)})
-    assert result == verdict and result in rec.VERDICTS and reason
+    assert result == verdict and result in VERDICTS and reason
 
 
 def test_claim2_verdict_needs_every_statistic_within_its_margin():
@@ -412,13 +413,13 @@ def test_chip_landmarks_are_where_the_chip_puts_them():
     params = space.sample(3, 0)
     for margin in (0, 10):
         images, points = space.synthesize(params, size=150, margin=margin)
-        chip_points = rec._chip_landmarks(points)
+        chip_points = rec.chip_landmarks(points)
         # synthesised faces sit where dlib's alignment puts them, whatever the margin
         np.testing.assert_allclose(chip_points, points - margin, atol=0.75)
     # a face moved in the image: its chip, and the landmarks in it, do not move
     shifted = np.roll(images, (7, -4), axis=(1, 2))
     moved = points + np.array([-4, 7])
-    np.testing.assert_allclose(rec._chip_landmarks(moved), rec._chip_landmarks(points),
+    np.testing.assert_allclose(rec.chip_landmarks(moved), rec.chip_landmarks(points),
                                atol=1e-6)
     chips = faces.face_chips((shifted * 255).astype(np.uint8), moved)
     assert chips.shape == (3, 3, 150, 150)
@@ -441,7 +442,7 @@ def test_one_detector_pass_with_the_fallback_box(monkeypatch):
 
     monkeypatch.setattr(faces, "_detect", detector_misses_two)
     box = np.array([20.0, 20.0, 150.0, 150.0])
-    points, undetected = rec._detected_landmarks(ids.images, box)
+    points, undetected = rec.detected_landmarks(ids.images, box)
     assert calls == [6] and undetected.tolist() == [1, 4]
     assert points.shape == (6, 68, 2) and np.isfinite(points).all()
     # the predictor started from the box still finds these faces
@@ -513,7 +514,7 @@ def test_compare_routes(small_identity_features):
     assert subset.distance.equals(results.distance)
     tables = {c: rec.compare_routes(features, fitting, space, "dlib-resnet", c,
                                     n_resamples=50).results for c in rec.CONDITIONS}
-    assert rec.claim2_verdict(tables)[0] in rec.VERDICTS
+    assert rec.claim2_verdict(tables)[0] in VERDICTS
     with pytest.raises(ValueError, match="some, not all"):
         rec.recognition_routes(features, np.ones(len(features.labels), bool), space)
     with pytest.raises(KeyError, match="no responses"):
