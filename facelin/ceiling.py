@@ -144,7 +144,7 @@ def encoding_ceiling(
 def ceiling_ratio(linear_ev, reference_ev, n_boot: int = 1000, seed: int = 0):
     """Mean linear EV over mean reference EV across units, with a 95% bootstrap interval
     over units: ``(ratio, low, high)``. The reference's mean must be positive."""
-    from .encoding import bootstrap_groups, interval
+    from .bootstrap import bootstrap_groups, interval
 
     linear = np.asarray(linear_ev, dtype=np.float64)
     reference = np.asarray(reference_ev, dtype=np.float64)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from facelin import encoding
+from facelin import bootstrap, encoding
+from facelin.verdicts import VERDICTS
 
 
 @pytest.fixture(scope="module")
@@ -250,18 +251,6 @@ def test_identification_from_distances_extremes_and_ties():
         encoding.identification_from_distances(exact, 61)
 
 
-def test_bootstrap_keeps_groups_whole_and_intervals_cover():
-    groups = np.repeat(np.arange(30), 4)
-    sizes = encoding.bootstrap_groups(len, groups, n_boot=50)
-    assert (sizes == 120).all()
-    counts = encoding.bootstrap_groups(
-        lambda rows: np.bincount(groups[rows] % 4 == 0).max(), groups, n_boot=50
-    )
-    assert (counts % 4 == 0).all()
-    values = np.random.default_rng(2).normal(3.0, 1.0, 400)
-    median, low, high = encoding.median_interval(values)
-    assert low < median < high and low < 3.0 < high and high - low < 0.4
-
 
 # ------------------------------------------------------------------ other spaces
 
@@ -329,7 +318,7 @@ NOT_FACE_CODE = {"untrained": 0.1, "pixels": -0.02}
 )
 def test_claim1_verdict_outcomes(ratio, decoding, margins, expected):
     assert encoding.claim1_verdict(ratio, decoding, margins) == expected
-    assert expected in encoding.VERDICTS
+    assert expected in VERDICTS
 
 
 def test_claim1_verdict_rejects_bad_input_and_states_its_thresholds():

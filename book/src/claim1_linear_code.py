@@ -54,7 +54,8 @@ from tqdm import TqdmWarning
 
 # tqdm.auto (imported by the recorder) warns where Jupyter has no widgets; bars are off
 warnings.filterwarnings("ignore", category=TqdmWarning)
-from facelin import ceiling, encoding, experiment, faces, findings, renders
+from facelin import (bootstrap, ceiling, encoding, experiment, faces, findings,
+                     renders)
 
 started = time.time()
 N_FACES = 2000  # Chang & Tsao's number of stimuli
@@ -205,7 +206,7 @@ plt.show()
 
 # %% tags=["nbval-check-output"]
 def ev_summary(ev):
-    median, low, high = encoding.median_interval(ev)
+    median, low, high = bootstrap.median_interval(ev)
     return f"median {median:.3g} [{low:.3g}, {high:.3g}], mean {np.mean(ev):.3g}"
 
 
@@ -394,8 +395,8 @@ def pooled_ev_interval(true, predicted, groups):
     def pooled(rows):
         return encoding.pooled_explained_variance(true[rows], predicted[rows])
 
-    draws = encoding.bootstrap_groups(pooled, groups)
-    return (pooled(np.arange(len(true))), *encoding.interval(draws))
+    draws = bootstrap.bootstrap_groups(pooled, groups)
+    return (pooled(np.arange(len(true))), *bootstrap.interval(draws))
 
 
 candidates = [2, 5, 10, 20, 50]
@@ -555,7 +556,7 @@ plt.show()
 # %% tags=["nbval-check-output"]
 share_summary = {}
 for (net, layer, model), s in nuisance_scores.items():
-    median, low, high = encoding.median_interval(s["share"])
+    median, low, high = bootstrap.median_interval(s["share"])
     share_summary[(net, layer, model)] = (median, low, high)
     print(f"{net} {layer}, {model}: between-face share {median:.3g} [{low:.3g}, "
           f"{high:.3g}];"
@@ -583,10 +584,10 @@ for net in NETWORKS:
         return np.array([encoding.pooled_explained_variance(
             truth[rows], s["decoded_nuisance"][rows]) for s in compared.values()])
 
-    draws = encoding.bootstrap_groups(evs, nuisance.faces)
+    draws = bootstrap.bootstrap_groups(evs, nuisance.faces)
     full = evs(np.arange(len(truth)))
     for j, control in [(1, "untrained"), (2, "pixels")]:
-        low, high = encoding.interval(draws[:, 0] - draws[:, j])
+        low, high = bootstrap.interval(draws[:, 0] - draws[:, j])
         margins[(net, control)] = (full[0] - full[j], low, high)
         print(f"{net}: nuisance decoding EV, trained minus {control}: "
               f"{full[0] - full[j]:.3g} [{low:.3g}, {high:.3g}]")

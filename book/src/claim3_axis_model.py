@@ -62,7 +62,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from facelin import axis, experiment, findings
+from facelin import axis, bootstrap, experiment, findings
 from tqdm import TqdmWarning
 
 warnings.filterwarnings("ignore", category=TqdmWarning)  # no widgets: plain text bars
@@ -411,7 +411,7 @@ rows = []
 for (net, layer), by_kind in tests.items():
     for kind, t in by_kind.items():
         ratio = axis.engineered_ratio(t).to_numpy()
-        median, low, high = axis.bootstrap_statistic(ratio, seed=SEED)
+        median, low, high = bootstrap.bootstrap_statistic(ratio, seed=SEED)
         rows.append({"network": net, "layer": layer, "units": kind, "n": len(ratio),
                      "median ratio": median, "low": low, "high": high,
                      "axis change": t[t.direction == "axis"].change.median()})
