@@ -1,5 +1,5 @@
-"""Which units of a model to record: layer names, unit selections and the table (a pandas
-DataFrame, see :func:`unit_table`) that describes every recorded column.
+"""Which units of a model to record: layer names, unit selections and the table (a
+pandas DataFrame, see :func:`unit_table`) that describes every recorded column.
 
 Units are named by a mapping from layer names to a selection::
 

@@ -233,7 +233,8 @@ def test_record_equals_hook_clone_index(device, model_dtype, out_dtype, pool):
         else:
             out_shape = {"conv1": (6, 12, 12), "turn": (6, 12, 12), "relu2": (8, 5, 5)}[name]
             _, h, w = out_shape
-            index = torch.tensor((part.channel * h * w + part.y * w + part.x).to_numpy())
+            flat = part.channel * h * w + part.y * w + part.x
+            index = torch.tensor(flat.to_numpy())
         selections[name] = (index.to(device), pooling)
     expected = reference(model, x, selections, out_dtype)
     if pool == "mean" and out_dtype == torch.float64 and model_dtype == torch.float64:
@@ -295,9 +296,8 @@ def test_record_unit_table_and_sampling():
 
 def test_unit_table_is_a_dataframe_with_typed_columns_and_sub_selections():
     model = TinyNet()
-    got = extract.record(model, images(n=4), {"conv1": torch.tensor([3, 150]), "relu2": 2,
-                                              "fc": "all"},
-                         pool={"relu2": "max"}, progress=False)
+    spec = {"conv1": torch.tensor([3, 150]), "relu2": 2, "fc": "all"}
+    got = extract.record(model, images(n=4), spec, pool={"relu2": "max"}, progress=False)
     u = got.units
     assert isinstance(u, pd.DataFrame) and list(u.columns) == list(UNIT_COLUMNS)
     assert list(u.index) == list(range(2 + 2 + 5))
@@ -310,12 +310,12 @@ def test_unit_table_is_a_dataframe_with_typed_columns_and_sub_selections():
     pooled, fc = u[u.layer == "relu2"], u.iloc[got.layers["fc"]]
     assert (pooled.pooling == "max").all() and (pooled[["y", "x"]] == -1).all().all()
     assert fc.channel.tolist() == list(range(5)) and (fc[["y", "x"]] == -1).all().all()
-    # A boolean mask and a tensor of column indices select the same rows.
+    # Column indices as a tensor, a layer's slice and a boolean mask select rows alike;
+    # equals() compares the index too, so sub-tables compare after reset_index.
     picked = torch.tensor([8, 2, 0])
     assert u.iloc[picked.numpy()].equals(u.iloc[[8, 2, 0]])
-    assert u[u.layer == "fc"].reset_index(drop=True).equals(
-        u.iloc[got.layers["fc"]].reset_index(drop=True))
-    assert not u.iloc[got.layers["fc"]].equals(u.iloc[got.layers["fc"]].reset_index(drop=True))
+    assert u[u.layer == "fc"].equals(fc) and fc.index[0] == 4
+    assert not fc.equals(fc.reset_index(drop=True))
     x, t = images(n=12), torch.randn(12, 2, dtype=torch.float64)
     one = extract.record_stats(model, x, {"relu2": 5}, t, progress=False)
     other = extract.record_stats(model, x, {"relu2": 5}, t, seed=1, progress=False)
