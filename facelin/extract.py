@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from . import _ops
+from .progress import progress as progress_bar
 from .stats import (LinearFit, ResponseStats, StatsAccumulator, allreduce, as_targets,
                     distributed_group)
 from .units import layer_names, layer_requests, selection_index, unit_table
@@ -352,8 +352,8 @@ class _Recorder:
         handles = [r.module.register_forward_hook(make_hook(r)) for r in self.requests]
         try:
             with _eval_mode(self.model), torch.inference_mode():
-                with tqdm(total=images.n_batches(), desc=desc, disable=not progress,
-                          unit="batch") as bar:
+                with progress_bar(total=images.n_batches(), desc=desc, enabled=progress,
+                                  unit="batch") as bar:
                     for batch in images.batches():
                         if batch.shape[0] == 0:
                             continue
