@@ -53,4 +53,5 @@ def progress(iterable: Iterable | None = None, *, total: int | None = None,
     silent bar that still yields the items. A widget bar in a Jupyter kernel with
     ``ipywidgets``, a text bar on stderr otherwise; never a warning.
     """
-    return _bar_class()(iterable, total=total, desc=desc, disable=not enabled, unit=unit)
+    bar = _bar_class()
+    return bar(iterable, total=total, desc=desc, disable=not enabled, unit=unit)
