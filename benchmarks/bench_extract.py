@@ -83,13 +83,14 @@ def flat_indices(model, units_table, layers):
     shapes = model.unit_counts()
     indices = {}
     for name, cols in layers.items():
-        part = units_table[cols]
+        part = units_table.iloc[cols]
         shape = shapes[name]
         if len(shape) == 1:
-            indices[name] = torch.as_tensor(part.channel)
+            flat = part.channel
         else:
             _, h, w = shape
-            indices[name] = torch.as_tensor(part.channel * h * w + part.y * w + part.x)
+            flat = part.channel * h * w + part.y * w + part.x
+        indices[name] = torch.tensor(flat.to_numpy())
     return indices
 
 

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from ._validation import positive_int
 from .faces import landmarks as dlib_landmarks
 from .faces import upsampled_lfw
+from .progress import progress as progress_bar
 from .shape import align_shapes, generalized_procrustes
 
 __all__ = [
@@ -187,9 +188,8 @@ def load_face_folder(
     )
     files = [(folder, path) for folder in folders for path in sorted(folder.iterdir())
              if path.is_file() and path.suffix.lower() in extensions]
-    if progress and len(files) > 200:
-        from tqdm.auto import tqdm
-        files = tqdm(files, desc=f"reading {root.name}", unit="image")
+    files = progress_bar(files, desc=f"reading {root.name}", unit="image",
+                         enabled=progress and len(files) > 200)
     images, labels, names, paths = [], [], [], []
     label_of = {}
     for folder, path in files:

@@ -17,8 +17,8 @@ Units are named by a mapping from layer names to a selection (see `facelin.units
 
     {"relu1": "all", "relu5": 500, "fc": torch.tensor([0, 3, 7])}
 
-The statistics and their fits live in `facelin.stats`; `ResponseStats`, `LinearFit`,
-`UnitTable` and `layer_names` are importable from here too.
+The statistics and their fits live in `facelin.stats`; `ResponseStats`, `LinearFit` and
+`layer_names` are importable from here too.
 """
 from __future__ import annotations
 
@@ -28,19 +28,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from . import _ops
+from .progress import progress as progress_bar
 from .stats import (LinearFit, ResponseStats, StatsAccumulator, allreduce, as_targets,
                     distributed_group)
-from .units import UnitTable, layer_names, layer_requests, selection_index, unit_table
+from .units import layer_names, layer_requests, selection_index, unit_table
 
 __all__ = [
     "Responses",
     "ResponseStats",
     "LinearFit",
-    "UnitTable",
     "record",
     "record_stats",
     "layer_names",
@@ -68,13 +68,16 @@ class _StopForward(BaseException):
 class Responses:
     """Recorded responses.
 
-    ``values`` is an (images, units) tensor; ``units`` a :class:`UnitTable` with one row
-    per column of ``values`` (layer, channel, y, x, pooling); ``layers`` maps each layer
-    name to its slice of columns, in column order.
+    ``values`` is an (images, units) tensor; ``units`` a pandas DataFrame with one row
+    per column of ``values`` (see `facelin.units.unit_table`): ``layer`` (str),
+    ``channel``, ``y``, ``x`` (int64; y = x = -1 for fully connected and pooled units)
+    and ``pooling`` (str: "none", "mean" or "max"); ``layers`` maps each layer name to
+    its slice of columns, in column order, so ``units.iloc[layers[name]]`` are that
+    layer's rows.
     """
 
     values: torch.Tensor
-    units: UnitTable
+    units: pd.DataFrame
     layers: dict[str, slice]
 
     def layer(self, name: str) -> torch.Tensor:
@@ -349,8 +352,8 @@ class _Recorder:
         handles = [r.module.register_forward_hook(make_hook(r)) for r in self.requests]
         try:
             with _eval_mode(self.model), torch.inference_mode():
-                with tqdm(total=images.n_batches(), desc=desc, disable=not progress,
-                          unit="batch") as bar:
+                with progress_bar(total=images.n_batches(), desc=desc, enabled=progress,
+                                  unit="batch") as bar:
                     for batch in images.batches():
                         if batch.shape[0] == 0:
                             continue
@@ -375,7 +378,7 @@ def _check_out_dtype(out_dtype):
 def _raise_non_finite(values, units, where=""):
     bad = (~torch.isfinite(values)).nonzero()
     row, col = (int(v) for v in bad[0])
-    unit = units[col]
+    unit = units.iloc[col]
     raise FloatingPointError(
         f"non-finite response ({values[row, col].item()}) at image {row}{where}, "
         f"column {col}: layer {unit['layer']!r}, channel {unit['channel']}, y "

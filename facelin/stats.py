@@ -17,7 +17,7 @@ import torch
 from . import _ops
 
 if TYPE_CHECKING:
-    from .units import UnitTable
+    import pandas as pd
 
 __all__ = ["LinearFit", "ResponseStats", "StatsAccumulator", "as_targets", "combine",
            "distributed_group", "allreduce"]
@@ -49,8 +49,9 @@ class ResponseStats:
     cross-products ``rr`` = (R - mean)^T (R - mean) (U, U; None when not accumulated),
     ``rt`` (U, P) and ``tt`` (P, P); ``ss_responses`` the centred sum of squares of
     every unit. They are accumulated about a shift (the first batch's mean), which keeps
-    them accurate when means are large against spreads. ``units`` and ``layers``
-    describe the columns, as in :class:`Responses`.
+    them accurate when means are large against spreads. ``units`` (a pandas DataFrame,
+    one row per unit: layer, channel, y, x, pooling) and ``layers`` describe the
+    columns, as in :class:`Responses`.
     """
 
     count: int
@@ -60,7 +61,7 @@ class ResponseStats:
     rt: torch.Tensor
     tt: torch.Tensor
     ss_responses: torch.Tensor
-    units: UnitTable = field(repr=False)
+    units: pd.DataFrame = field(repr=False)
     layers: dict[str, slice] = field(repr=False)
 
     @property
@@ -74,7 +75,7 @@ class ResponseStats:
     def merge(self, other: ResponseStats) -> ResponseStats:
         """Statistics of the union of two disjoint sets of images (Chan et al.'s
         update)."""
-        if self.units != other.units:
+        if not self.units.equals(other.units):
             raise ValueError("merge: the two statistics describe different units")
         if (self.rr is None) != (other.rr is None):
             raise ValueError(

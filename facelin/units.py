@@ -1,5 +1,5 @@
-"""Which units of a model to record: layer names, unit selections and the table that
-describes every recorded column.
+"""Which units of a model to record: layer names, unit selections and the table (a
+pandas DataFrame, see :func:`unit_table`) that describes every recorded column.
 
 Units are named by a mapping from layer names to a selection::
 
@@ -18,10 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 __all__ = [
-    "UnitTable",
+    "UNIT_COLUMNS",
     "LayerRequest",
     "layer_names",
     "layer_requests",
@@ -31,49 +32,7 @@ __all__ = [
 ]
 
 POOLINGS = ("mean", "max")
-
-
-class UnitTable:
-    """One row per recorded unit (column of the response matrix).
-
-    Columns, as numpy arrays: ``layer`` (str), ``channel``, ``y``, ``x`` (int64; ``y``
-    and ``x`` are -1 for units without a position: fully connected and pooled units) and
-    ``pooling`` (``"none"``, ``"mean"`` or ``"max"``). ``table.channel`` or
-    ``table["channel"]`` gives a column; ``table[i]`` a row as a dict; ``table[mask]``,
-    ``table[slice]`` or ``table[indices]`` a sub-table.
-    """
-
-    FIELDS = ("layer", "channel", "y", "x", "pooling")
-
-    def __init__(self, layer, channel, y, x, pooling):
-        self.layer = np.asarray(layer, dtype=str)
-        self.channel = np.asarray(channel, dtype=np.int64)
-        self.y = np.asarray(y, dtype=np.int64)
-        self.x = np.asarray(x, dtype=np.int64)
-        self.pooling = np.asarray(pooling, dtype=str)
-
-    def __len__(self):
-        return self.layer.shape[0]
-
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            if key not in self.FIELDS:
-                raise KeyError(f"no column {key!r}; columns: {self.FIELDS}")
-            return getattr(self, key)
-        if isinstance(key, (int, np.integer)):
-            return {f: getattr(self, f)[key].item() for f in self.FIELDS}
-        if isinstance(key, torch.Tensor):
-            key = key.cpu().numpy()
-        return UnitTable(*(getattr(self, f)[key] for f in self.FIELDS))
-
-    def __eq__(self, other):
-        return isinstance(other, UnitTable) and all(
-            np.array_equal(getattr(self, f), getattr(other, f)) for f in self.FIELDS)
-
-    def __repr__(self):
-        rows = [f"  {self[i]}" for i in range(min(len(self), 5))]
-        more = ["  ..."] if len(self) > 5 else []
-        return "\n".join([f"UnitTable with {len(self)} units"] + rows + more)
+UNIT_COLUMNS = ("layer", "channel", "y", "x", "pooling")
 
 
 def layer_names(model: torch.nn.Module) -> list[str]:
@@ -196,24 +155,37 @@ def selection_index(request, seed):
     return index.to(device="cpu", dtype=torch.int64)
 
 
-def unit_table(requests):
-    layer, channel, y, x, pooling = [], [], [], [], []
+def unit_table(requests) -> pd.DataFrame:
+    """The table of recorded units: one row per column of the response matrix, in
+    column order, for `LayerRequest`s whose ``index`` is set.
+
+    A pandas DataFrame with a RangeIndex and the columns of `UNIT_COLUMNS`: ``layer``
+    (str), ``channel``, ``y``, ``x`` (int64; ``y`` and ``x`` are -1 for units without a
+    position: fully connected and pooled units) and ``pooling`` (str: ``"none"``,
+    ``"mean"`` or ``"max"``). A layer's rows are ``table.iloc[layers[name]]``; compare
+    tables with ``table.equals(other)`` (after ``.reset_index(drop=True)`` for a
+    sub-table).
+    """
+    columns = {name: [] for name in UNIT_COLUMNS}
     for r in requests:
-        idx = r.index.cpu().numpy()
-        layer.append(np.full(idx.size, r.name))
-        pooling.append(np.full(idx.size, r.pooling))
+        idx = r.index.cpu().numpy().astype(np.int64)
+        columns["layer"].append(np.full(idx.size, r.name, dtype=object))
+        columns["pooling"].append(np.full(idx.size, r.pooling, dtype=object))
         if r.pooling != "none" or len(r.shape) == 1:
-            channel.append(idx)
-            y.append(np.full(idx.size, -1))
-            x.append(np.full(idx.size, -1))
+            columns["channel"].append(idx)
+            columns["y"].append(np.full(idx.size, -1, dtype=np.int64))
+            columns["x"].append(np.full(idx.size, -1, dtype=np.int64))
         else:
             _, h, w = r.shape
-            channel.append(idx // (h * w))
-            y.append((idx // w) % h)
-            x.append(idx % w)
-    return UnitTable(
-        *(np.concatenate(column) for column in (layer, channel, y, x, pooling))
-    )
+            columns["channel"].append(idx // (h * w))
+            columns["y"].append((idx // w) % h)
+            columns["x"].append(idx % w)
+    dtypes = {"layer": str, "channel": np.int64, "y": np.int64, "x": np.int64,
+              "pooling": str}
+    return pd.DataFrame({
+        name: pd.Series(np.concatenate(parts), dtype=dtypes[name])
+        for name, parts in columns.items()
+    })
 
 
 def layer_requests(model, units, pool) -> list[LayerRequest]:

@@ -25,6 +25,8 @@ from scipy.ndimage import distance_transform_edt
 from scipy.spatial import Delaunay
 from skimage.measure import points_in_poly
 
+from .progress import progress as progress_bar
+
 __all__ = ["PiecewiseAffineWarp", "match_channels", "OUTSIDE"]
 
 #: Texture coordinate given to output pixels that no triangle covers.
@@ -178,10 +180,8 @@ class PiecewiseAffineWarp:
                 ),
                 batches,
             )
-            if progress:
-                from tqdm.auto import tqdm
-                coordinates = tqdm(coordinates, total=len(batches), unit="batch",
-                                   desc="synthesising faces")
+            coordinates = progress_bar(coordinates, total=len(batches), unit="batch",
+                                       desc="synthesising faces", enabled=progress)
             for (start, stop), source in zip(batches, coordinates):
                 flat = torch.as_tensor(textures(start, stop)).float()
                 channels = flat.shape[2]

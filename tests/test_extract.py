@@ -9,11 +9,13 @@ import sys
 import textwrap
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
 from facelin import _ops, extract, linalg
+from facelin.units import UNIT_COLUMNS
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 
@@ -223,15 +225,16 @@ def test_record_equals_hook_clone_index(device, model_dtype, out_dtype, pool):
     assert list(got.layers) == list(spec)
     selections = {}
     for name, cols in got.layers.items():
-        part = got.units[cols]
-        pooling = str(part.pooling[0])
-        assert (part.pooling == pooling).all()
+        part = got.units.iloc[cols]
+        pooling = part.pooling.iloc[0]
+        assert (part.pooling == pooling).all() and (part.layer == name).all()
         if pooling != "none" or name == "fc":
-            index = torch.as_tensor(part.channel)
+            index = torch.tensor(part.channel.to_numpy())
         else:
             out_shape = {"conv1": (6, 12, 12), "turn": (6, 12, 12), "relu2": (8, 5, 5)}[name]
             _, h, w = out_shape
-            index = torch.as_tensor(part.channel * h * w + part.y * w + part.x)
+            flat = part.channel * h * w + part.y * w + part.x
+            index = torch.tensor(flat.to_numpy())
         selections[name] = (index.to(device), pooling)
     expected = reference(model, x, selections, out_dtype)
     if pool == "mean" and out_dtype == torch.float64 and model_dtype == torch.float64:
@@ -275,17 +278,49 @@ def test_record_unit_table_and_sampling():
     a = extract.record(model, images(), {"relu2": 30}, progress=False)
     b = extract.record(model, images(), {"conv1": 3, "relu2": 30}, progress=False)
     c = extract.record(model, images(), {"relu2": 30}, seed=1, progress=False)
-    assert a.units == b.units[b.layers["relu2"]] and a.units != c.units
+    assert a.units.equals(b.units.iloc[b.layers["relu2"]].reset_index(drop=True))
+    assert not a.units.equals(c.units)
     assert torch.equal(a.values, b.layer("relu2"))
     u = a.units
-    assert len(u) == 30 and len(np.unique(u.channel * 25 + u.y * 5 + u.x)) == 30
-    assert (np.diff(u.channel * 25 + u.y * 5 + u.x) > 0).all()  # sorted
+    flat = (u.channel * 25 + u.y * 5 + u.x).to_numpy()
+    assert len(u) == 30 and len(np.unique(flat)) == 30
+    assert (np.diff(flat) > 0).all()  # sorted
     reference_out = {}
     model.relu2.register_forward_hook(lambda m, i, o: reference_out.setdefault("o", o.clone()))
     with torch.no_grad():
         model(images())
-    assert torch.equal(a.values, reference_out["o"][:, u.channel, u.y, u.x])
-    assert u[0]["pooling"] == "none" and set(u["layer"]) == {"relu2"}
+    channel, y, x = torch.tensor(u[["channel", "y", "x"]].to_numpy()).T
+    assert torch.equal(a.values, reference_out["o"][:, channel, y, x])
+    assert u.iloc[0]["pooling"] == "none" and set(u["layer"]) == {"relu2"}
+
+
+def test_unit_table_is_a_dataframe_with_typed_columns_and_sub_selections():
+    model = TinyNet()
+    spec = {"conv1": torch.tensor([3, 150]), "relu2": 2, "fc": "all"}
+    got = extract.record(model, images(n=4), spec, pool={"relu2": "max"}, progress=False)
+    u = got.units
+    assert isinstance(u, pd.DataFrame) and list(u.columns) == list(UNIT_COLUMNS)
+    assert list(u.index) == list(range(2 + 2 + 5))
+    assert all(u[c].dtype == np.int64 for c in ("channel", "y", "x"))
+    assert all(pd.api.types.is_string_dtype(u[c]) for c in ("layer", "pooling"))
+    # conv1 is (6, 12, 12): flat 3 is channel 0, y 0, x 3; flat 150 channel 1, y 0, x 6.
+    conv1 = u.iloc[got.layers["conv1"]]
+    assert conv1[["channel", "y", "x"]].to_numpy().tolist() == [[0, 0, 3], [1, 0, 6]]
+    assert (conv1.pooling == "none").all()
+    pooled, fc = u[u.layer == "relu2"], u.iloc[got.layers["fc"]]
+    assert (pooled.pooling == "max").all() and (pooled[["y", "x"]] == -1).all().all()
+    assert fc.channel.tolist() == list(range(5)) and (fc[["y", "x"]] == -1).all().all()
+    # Column indices as a tensor, a layer's slice and a boolean mask select rows alike;
+    # equals() compares the index too, so sub-tables compare after reset_index.
+    picked = torch.tensor([8, 2, 0])
+    assert u.iloc[picked.numpy()].equals(u.iloc[[8, 2, 0]])
+    assert u[u.layer == "fc"].equals(fc) and fc.index[0] == 4
+    assert not fc.equals(fc.reset_index(drop=True))
+    x, t = images(n=12), torch.randn(12, 2, dtype=torch.float64)
+    one = extract.record_stats(model, x, {"relu2": 5}, t, progress=False)
+    other = extract.record_stats(model, x, {"relu2": 5}, t, seed=1, progress=False)
+    with pytest.raises(ValueError, match="different units"):
+        one.merge(other)
 
 
 def test_record_accepts_arrays_iterables_and_tuple_batches():
@@ -419,10 +454,10 @@ def dlib_resnet():
 
 
 def flat_index(units, shape):
-    if len(shape) == 1 or units.pooling[0] != "none":
-        return torch.as_tensor(units.channel)
+    if len(shape) == 1 or units.pooling.iloc[0] != "none":
+        return torch.tensor(units.channel.to_numpy())
     _, h, w = shape
-    return torch.as_tensor(units.channel * h * w + units.y * w + units.x)
+    return torch.tensor((units.channel * h * w + units.y * w + units.x).to_numpy())
 
 
 @pytest.mark.parametrize("pool", [None, "mean", "max"])
@@ -434,8 +469,8 @@ def test_record_on_dlib_resnet_equals_hook_clone_index(dlib_resnet, pool):
              "descriptor": 16}
     got = extract.record(dlib_resnet, chips, units, batch_size=3, pool=pool, progress=False)
     shapes = dlib_resnet.unit_counts()
-    selections = {name: (flat_index(got.units[cols], shapes[name]),
-                         str(got.units[cols].pooling[0]))
+    selections = {name: (flat_index(got.units.iloc[cols], shapes[name]),
+                         got.units.pooling.iloc[cols.start])
                   for name, cols in got.layers.items()}
     expected = torch.cat([reference(dlib_resnet, part, selections, torch.float32)
                           for part in (chips[:3], chips[3:])])
@@ -503,7 +538,7 @@ def test_streaming_fits_equal_stored_fits():
     stored = extract.record(model, x, units, batch_size=16, progress=False)
     stats = extract.record_stats(model, x, units, targets, batch_size=16, progress=False)
     r = stored.values.double()
-    assert stats.count == 90 and stats.units == stored.units
+    assert stats.count == 90 and stats.units.equals(stored.units)
     rc = r - r.mean(0)
     torch.testing.assert_close(stats.rr, rc.T @ rc, rtol=1e-12, atol=1e-9)
     torch.testing.assert_close(stats.mean_responses, r.mean(0), rtol=1e-15, atol=0)
@@ -593,7 +628,7 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     single = extract.record_stats(TinyNet(), images(n=45, seed=7),
                                   {"relu1": 30, "relu2": 20, "fc": "all"}, targets,
                                   batch_size=8, progress=False)
-    assert shared["count"] == 45 and shared["units"] == single.units
+    assert shared["count"] == 45 and shared["units"].equals(single.units)
     for key in ("mean_responses", "mean_targets", "rr", "rt", "tt", "ss_responses"):
         torch.testing.assert_close(shared[key], getattr(single, key), rtol=1e-12, atol=1e-10)
     two = extract.ResponseStats(**shared)
