@@ -42,7 +42,6 @@
 
 # %%
 import time
-import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -50,10 +49,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 from scipy.spatial.distance import cdist, pdist
-from tqdm import TqdmWarning
 
-# tqdm.auto (imported by the recorder) warns where Jupyter has no widgets; bars are off
-warnings.filterwarnings("ignore", category=TqdmWarning)
 from facelin import (bootstrap, ceiling, encoding, experiment, faces, findings,
                      renders)
 

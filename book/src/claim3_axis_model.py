@@ -54,7 +54,6 @@ SEED = 0
 
 # %%
 import time
-import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -63,9 +62,7 @@ import seaborn as sns
 import torch
 
 from facelin import axis, bootstrap, experiment, findings
-from tqdm import TqdmWarning
 
-warnings.filterwarnings("ignore", category=TqdmWarning)  # no widgets: plain text bars
 plt.rcParams["figure.dpi"] = 80
 START = time.perf_counter()
 stim = experiment.stimuli(2000, seed=SEED, progress=False)

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from .. import linalg
+from ..progress import progress as progress_bar
 from .tuning_curves import as_matrix, paired, unit_rows
 
 __all__ = [
@@ -238,12 +239,8 @@ def compare_models(params, responses, cv: int = 5, n_knots: int = 5,
     models = ("linear", "axis", "exemplar", "reference")
     predictions = {m: torch.empty_like(r) for m in models}
     on_bound, geometry, scales, alphas = [], [], [], []
-    iterator = folds
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(folds, desc="model comparison (folds)")
-    for k, test in enumerate(iterator):
+    bar = progress_bar(folds, desc="model comparison (folds)", enabled=progress)
+    for k, test in enumerate(bar):
         train = torch.ones(x.shape[0], dtype=torch.bool)
         train[test] = False
         x_tr, x_te, r_tr = x[train], x[test], r[train]

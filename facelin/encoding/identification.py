@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from .. import linalg
+from ..progress import progress as progress_bar
 from .._validation import float_matrix, matched_rows
 from .ridge import (DEFAULT_ALPHAS, LinearDecoder, LinearEncoder, explained_variance,
                     pooled_explained_variance)
@@ -128,11 +129,8 @@ def identification_curve(
     folds = linalg.kfold_indices(n, cv)
     scale = float((r - r.mean(0)).square().sum() / m)
     rows = []
-    sizes = list(unit_counts)
-    if progress:
-        from tqdm.auto import tqdm
-
-        sizes = tqdm(sizes, desc="identification vs number of units")
+    sizes = progress_bar(list(unit_counts), desc="identification vs number of units",
+                         enabled=progress)
     for size in sizes:
         subsets = torch.rand(n_draws, m, generator=gen).argsort(dim=1)[:, :size]
         decoded = _subset_decoded(r, x, subsets, folds, ridge * scale)

@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..progress import progress as progress_bar
 from .metrics import STATISTICS, distance_agreement, gallery_mask, split_identities
 from .resample import bootstrap, metric_table
 from .verdict import CONDITIONS, IMAGE_ROUTES
@@ -319,10 +320,8 @@ def nuisance_sweep(space, network: str, strengths: Sequence[float], n_identities
     kinds = {"image": lambda s: Nuisance.at(image=s, jitter=0.0),
              "jitter": lambda s: Nuisance.at(image=0.0, jitter=s),
              "both": lambda s: Nuisance.at(image=s, jitter=s)}
-    runs = [(kind, float(s)) for kind in kinds for s in strengths]
-    if progress:
-        from tqdm.auto import tqdm
-        runs = tqdm(runs, desc="nuisance sweep")
+    runs = progress_bar([(kind, float(s)) for kind in kinds for s in strengths],
+                        desc="nuisance sweep", enabled=progress)
     rows, done = [], {}
     for kind, strength in runs:
         nuisance = kinds[kind](strength)
