@@ -61,31 +61,31 @@ def _check_finite(name: str, t: torch.Tensor) -> None:
         raise ValueError(f"{name} holds NaN or Inf (first at index {_first_nonfinite(t)})")
 
 
-def _ridge_vector(ridge: RidgeArg, count: int, what: str, device) -> torch.Tensor:
-    r = torch.as_tensor(ridge, dtype=torch.float64).to(device).reshape(-1)
+def _ridge_vector(alpha: RidgeArg, count: int, what: str, device) -> torch.Tensor:
+    r = torch.as_tensor(alpha, dtype=torch.float64).to(device).reshape(-1)
     if r.numel() == 1:
         r = r.expand(count)
     if r.numel() != count:
-        raise ValueError(f"ridge must be a scalar or hold one value per {what} ({count}), "
+        raise ValueError(f"alpha must be a scalar or hold one value per {what} ({count}), "
                          f"got {r.numel()} values")
     if not bool(torch.isfinite(r).all()) or bool((r < 0).any()):
-        raise ValueError(f"ridge must be finite and >= 0, got {r.tolist()[:8]}")
+        raise ValueError(f"alpha must be finite and >= 0, got {r.tolist()[:8]}")
     return r.contiguous()
 
 
 # --------------------------------------------------------------------------- lstsq
 
 
-def lstsq(A: torch.Tensor, B: torch.Tensor, ridge: RidgeArg = 0.0, *,
+def lstsq(A: torch.Tensor, B: torch.Tensor, alpha: RidgeArg = 0.0, *,
           return_path: bool = False):
-    """Least squares ``argmin_x ||A x - B||^2 + ridge ||x||^2``, shared or batched.
+    """Least squares ``argmin_x ||A x - B||^2 + alpha ||x||^2``, shared or batched.
 
     Parameters
     ----------
     A : (n, p) shared design, or (batch, n, p) one design per problem.
     B : (n, k) or (batch, n, k) right-hand sides (a 2-D B with a 3-D A is broadcast to
         every problem without a copy), same dtype and device as A.
-    ridge : scalar, or one value per problem (batch,), all >= 0.
+    alpha : ridge penalty: a scalar, or one value per problem (batch,), all >= 0.
     return_path : also return which method solved each problem.
 
     Returns
@@ -122,19 +122,19 @@ def lstsq(A: torch.Tensor, B: torch.Tensor, ridge: RidgeArg = 0.0, *,
         _check_finite("A", A)  # small; a batch of designs is checked inside the kernel
         p = A.shape[1]
         if B.dim() == 2:
-            r = _ridge_vector(ridge, 1, "problem", A.device)
+            r = _ridge_vector(alpha, 1, "problem", A.device)
             x = _shared_solve(A, B, r)
         else:
             # Many problems on one design: their columns side by side, one ridge per column.
             batch, _, k = B.shape
-            r = _ridge_vector(ridge, batch, "problem", A.device)
+            r = _ridge_vector(alpha, batch, "problem", A.device)
             cols = B.permute(1, 0, 2).reshape(n_rows, batch * k)
             x = _shared_solve(A, cols, r.repeat_interleave(k) if batch * k else r[:0])
             x = x.reshape(p, batch, k).permute(1, 0, 2).contiguous()
         path = torch.tensor(_ops.LSTSQ_PATHS.index("SVD (minimum norm)"))
     else:
         batch = A.shape[0]
-        r = _ridge_vector(ridge, batch, "problem", A.device)
+        r = _ridge_vector(alpha, batch, "problem", A.device)
         rhs = B if B.dim() == 3 else B.expand(batch, *B.shape)
         x, path = _ops.lstsq_batched(A, rhs, r)
     _raise_on_nonfinite_result(x, A, B)
@@ -195,7 +195,7 @@ def _centred_float64(t: torch.Tensor, fit_intercept: bool):
 
 
 def subset_lstsq(R: torch.Tensor, Y: torch.Tensor, subsets: torch.Tensor,
-                 ridge: RidgeArg = 0.0, fit_intercept: bool = True,
+                 alpha: RidgeArg = 0.0, fit_intercept: bool = True,
                  return_intercept: bool = False):
     """Regress Y on many column subsets of R: ``Y ~ R[:, subsets[b]] coef[b] (+ intercept)``.
 
@@ -204,7 +204,7 @@ def subset_lstsq(R: torch.Tensor, Y: torch.Tensor, subsets: torch.Tensor,
     R : (n, M) responses (for example n faces x M units).
     Y : (n, k) targets, same dtype and device as R.
     subsets : (batch, s) int64 column indices into R.
-    ridge : scalar or one value per subset (batch,), >= 0.
+    alpha : ridge penalty, a scalar or one value per subset (batch,), >= 0.
     fit_intercept : centre R and Y by their column means first (the intercept is then
         ``Y.mean(0) - R[:, S].mean(0) @ coef``).
     return_intercept : also return the (batch, k) intercepts.
@@ -217,7 +217,7 @@ def subset_lstsq(R: torch.Tensor, Y: torch.Tensor, subsets: torch.Tensor,
     centred data); every subset's normal equations are sub-matrices of them, gathered
     and solved by Cholesky in parallel, O(s^3) per subset. A subset whose normal
     equations are singular to working precision (duplicate or constant columns, s > n
-    without ridge) raises an error that names it; pass ``ridge > 0`` for those.
+    without a penalty) raises an error that names it; pass ``alpha > 0`` for those.
     """
     _check_tensor("R", R, (2,))
     _check_tensor("Y", Y, (2,))
@@ -235,7 +235,7 @@ def subset_lstsq(R: torch.Tensor, Y: torch.Tensor, subsets: torch.Tensor,
     _check_finite("R", R)
     _check_finite("Y", Y)
     batch = subsets.shape[0]
-    r = _ridge_vector(ridge, batch, "subset", R.device)
+    r = _ridge_vector(alpha, batch, "subset", R.device)
     rc, r_mean = _centred_float64(R, fit_intercept)
     yc, y_mean = _centred_float64(Y, fit_intercept)
     gram = _symmetric_gram(rc)
@@ -276,7 +276,8 @@ class RidgeCVResult:
     ----------
     alpha : (k,) the penalty chosen for each target.
     alpha_index : (k,) its index in ``alphas``.
-    coef : (p, k) coefficients refit on all rows with each target's alpha.
+    coef : (k, p) coefficients refit on all rows with each target's alpha (scikit-learn's
+        ``coef_`` orientation).
     intercept : (k,) intercepts of that refit (zeros when ``fit_intercept=False``).
     cv_predictions : (n, k) cross-validated predictions with each target's alpha: every
         row predicted by the model of the fold that held it out.
@@ -297,8 +298,8 @@ class RidgeCVResult:
     alphas: torch.Tensor
 
     def predict(self, X: torch.Tensor) -> torch.Tensor:
-        """Predictions ``X @ coef + intercept`` of the refit model for new rows X (m, p)."""
-        return X.to(self.coef.dtype) @ self.coef + self.intercept
+        """Predictions ``X @ coef.T + intercept`` of the refit model for new rows X (m, p)."""
+        return X.to(self.coef.dtype) @ self.coef.T + self.intercept
 
 
 def kfold_indices(n: int, n_folds: int) -> list[torch.Tensor]:
@@ -390,7 +391,7 @@ def ridge_cv(X: torch.Tensor, Y: torch.Tensor, alphas: Sequence[float] | torch.T
     # y0 is centred when fitting an intercept, so this is SST about the mean.
     ev = 1.0 - (y0 - cv_pred0).square().sum(0) / y0.square().sum(0)
     dtype = Y.dtype
-    return RidgeCVResult(alpha=a[best].to(dtype), alpha_index=best, coef=coef.to(dtype),
+    return RidgeCVResult(alpha=a[best].to(dtype), alpha_index=best, coef=coef.T.to(dtype),
                          intercept=intercept.to(dtype), cv_predictions=cv_pred.to(dtype),
                          explained_variance=ev.to(dtype), cv_mse=cv_mse.to(dtype),
                          alphas=a.to(dtype))

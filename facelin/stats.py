@@ -25,20 +25,21 @@ __all__ = ["LinearFit", "ResponseStats", "StatsAccumulator", "as_targets", "comb
 
 @dataclass
 class LinearFit:
-    """A least-squares fit ``outputs ~ inputs @ coef + intercept``.
+    """A least-squares fit ``outputs ~ inputs @ coef.T + intercept``.
 
-    ``coef`` is (inputs, outputs), ``intercept`` (outputs,), ``r2`` the coefficient of
-    determination of each output on the data the fit was made on (1 - SSE / SST).
+    ``coef`` is (outputs, inputs) (scikit-learn's ``coef_`` orientation), ``intercept``
+    (outputs,), ``explained_variance`` (outputs,) that of each output on the data the fit
+    was made on (1 - SSE / SST).
     """
 
     coef: torch.Tensor
     intercept: torch.Tensor
-    r2: torch.Tensor
+    explained_variance: torch.Tensor
 
     def predict(self, inputs: torch.Tensor) -> torch.Tensor:
         """Predicted outputs for (n, inputs) ``inputs``."""
         inputs = torch.as_tensor(inputs, dtype=self.coef.dtype, device=self.coef.device)
-        return inputs @ self.coef + self.intercept
+        return inputs @ self.coef.T + self.intercept
 
 
 @dataclass
@@ -148,8 +149,8 @@ def _linear_fit(coef, gram, cross, mean_inputs, mean_outputs, ss_outputs) -> Lin
     ordinary and ridge solutions alike.
     """
     explained = 2 * (coef * cross).sum(0) - (coef * (gram @ coef)).sum(0)
-    return LinearFit(coef=coef, intercept=mean_outputs - mean_inputs @ coef,
-                     r2=explained / ss_outputs)
+    return LinearFit(coef=coef.T, intercept=mean_outputs - mean_inputs @ coef,
+                     explained_variance=explained / ss_outputs)
 
 
 def _solve_normal_equations(gram, cross, alpha, what):

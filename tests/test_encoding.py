@@ -30,30 +30,30 @@ def test_encoder_recovers_weights_and_planted_ev(planted):
     enc = encoding.LinearEncoder(cv=10).fit(x, r)
     # Units with little noise: weights recovered to a few per cent.
     good = snr_ev > 0.9
-    err = (enc.coef_.T[good] - w[good]).norm(dim=1) / w[good].norm(dim=1)
+    err = (enc.coef_[good] - w[good]).norm(dim=1) / w[good].norm(dim=1)
     assert err.max() < 0.08
     # Cross-validated EV tracks the planted signal fraction of every unit.
-    assert (enc.ev_ - snr_ev).abs().max() < 0.08
-    torch.testing.assert_close(enc.predict(x), x @ enc.coef_ + enc.intercept_)
+    assert (enc.explained_variance_ - snr_ev).abs().max() < 0.08
+    torch.testing.assert_close(enc.predict(x), x @ enc.coef_.T + enc.intercept_)
 
 
 def test_shuffled_parameters_give_no_encoding(planted):
     x, r, _, _ = planted
     shuffled = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(1))]
     enc = encoding.LinearEncoder(cv=10).fit(shuffled, r)
-    assert enc.ev_.max() < 0.05
+    assert enc.explained_variance_.max() < 0.05
 
 
 def test_decoder_loo_and_pooled_ev(planted):
     x, r, w, _ = planted
     dec = encoding.LinearDecoder(alphas=None, cv="loo").fit(r, x)
-    assert dec.ev_.shape == (x.shape[1],)
+    assert dec.explained_variance_.shape == (x.shape[1],)
     # The lowest-variance dimension is the hardest to decode, as in the face space.
-    assert dec.ev_.min() > 0.6 and dec.ev_[0] > 0.95
+    assert dec.explained_variance_.min() > 0.6 and dec.explained_variance_[0] > 0.95
     pooled = encoding.pooled_explained_variance(x, dec.cv_predictions_)
     assert pooled > 0.9
     ridge = encoding.LinearDecoder(cv=10).fit(r, x)
-    assert (ridge.ev_ - dec.ev_).abs().max() < 0.05
+    assert (ridge.explained_variance_ - dec.explained_variance_).abs().max() < 0.05
 
 
 def test_decoder_copes_with_rank_deficient_responses(planted):
@@ -63,8 +63,8 @@ def test_decoder_copes_with_rank_deficient_responses(planted):
     )
     dec = encoding.LinearDecoder(alphas=None, cv="loo").fit(duplicated, x)
     ref = encoding.LinearDecoder(alphas=None, cv="loo").fit(r, x)
-    assert torch.isfinite(dec.ev_).all()
-    assert (dec.ev_ - ref.ev_).abs().max() < 0.02
+    assert torch.isfinite(dec.explained_variance_).all()
+    assert (dec.explained_variance_ - ref.explained_variance_).abs().max() < 0.02
 
 
 def test_identification_accuracy_extremes():
@@ -160,8 +160,8 @@ def test_nested_cv_tracks_planted_ev_and_never_scores_a_selecting_row(planted):
     again, _ = encoding.nested_cv_predictions(x, changed, folds=5)
     torch.testing.assert_close(again[:120], predictions[:120])
     encoder = encoding.LinearEncoder(cv=5, nested=True).fit(x, r)
-    torch.testing.assert_close(encoder.ev_, ev)
-    assert encoder.coef_.shape == (x.shape[1], r.shape[1])
+    torch.testing.assert_close(encoder.explained_variance_, ev)
+    assert encoder.coef_.shape == (r.shape[1], x.shape[1])
     with pytest.raises(ValueError, match="outer folds"):
         encoding.LinearEncoder(cv="loo", nested=True)
     with pytest.raises(ValueError, match="folds"):

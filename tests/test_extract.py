@@ -517,17 +517,17 @@ class Offset(nn.Module):
 def stored_fit(inputs, outputs, alpha=0.0):
     """The store-then-fit path: facelin.linalg.lstsq on the stored, centred data."""
     mi, mo = inputs.mean(0), outputs.mean(0)
-    coef = linalg.lstsq(inputs - mi, outputs - mo, ridge=alpha)
+    coef = linalg.lstsq(inputs - mi, outputs - mo, alpha=alpha)
     resid = (outputs - mo) - (inputs - mi) @ coef
     r2 = 1 - (resid ** 2).sum(0) / ((outputs - mo) ** 2).sum(0)
     return coef, mo - mi @ coef, r2
 
 
 def assert_fit_equal(fit, coef, intercept, r2, rtol=1e-9):
-    torch.testing.assert_close(fit.coef, coef, rtol=rtol, atol=rtol * coef.abs().max())
+    torch.testing.assert_close(fit.coef.T, coef, rtol=rtol, atol=rtol * coef.abs().max())
     torch.testing.assert_close(fit.intercept, intercept, rtol=rtol,
                                atol=rtol * intercept.abs().max())
-    torch.testing.assert_close(fit.r2, r2, rtol=0, atol=rtol)
+    torch.testing.assert_close(fit.explained_variance, r2, rtol=0, atol=rtol)
 
 
 def test_streaming_fits_equal_stored_fits():
@@ -547,7 +547,7 @@ def test_streaming_fits_equal_stored_fits():
         assert_fit_equal(stats.fit_decoder(alpha), *stored_fit(r, targets, alpha))
     subsets = torch.stack([torch.randperm(stats.rr.shape[0])[:9] for _ in range(6)])
     coef, intercept = stats.fit_decoder_subsets(subsets, alpha=0.5)
-    want_coef, want_intercept = linalg.subset_lstsq(r, targets, subsets, ridge=0.5,
+    want_coef, want_intercept = linalg.subset_lstsq(r, targets, subsets, alpha=0.5,
                                                     return_intercept=True)
     torch.testing.assert_close(coef, want_coef, rtol=1e-9, atol=1e-9 * want_coef.abs().max())
     torch.testing.assert_close(intercept, want_intercept, rtol=1e-9, atol=1e-9)
@@ -632,5 +632,5 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     for key in ("mean_responses", "mean_targets", "rr", "rt", "tt", "ss_responses"):
         torch.testing.assert_close(shared[key], getattr(single, key), rtol=1e-12, atol=1e-10)
     two = extract.ResponseStats(**shared)
-    assert_fit_equal(two.fit_encoder(), *(lambda f: (f.coef, f.intercept, f.r2))(
-        single.fit_encoder()))
+    fit = single.fit_encoder()
+    assert_fit_equal(two.fit_encoder(), fit.coef.T, fit.intercept, fit.explained_variance)

@@ -105,7 +105,7 @@ def test_rank_deficient_accuracy_and_path():
     assert path.tolist()[1] == _ops.LSTSQ_PATHS.index("SVD (minimum norm)")
     assert rel_err(x[1], gelsd(a[1], b[1])) < 1e-10
     # With a ridge the same problem is full rank and needs no SVD.
-    xr, path_r = linalg.lstsq(a, b, ridge=[0.0, 1e-3], return_path=True)
+    xr, path_r = linalg.lstsq(a, b, alpha=[0.0, 1e-3], return_path=True)
     assert path_r.tolist()[1] != _ops.LSTSQ_PATHS.index("SVD (minimum norm)")
     ref = Ridge(alpha=1e-3, fit_intercept=False, solver="svd").fit(a[1].numpy(), b[1].numpy())
     assert rel_err(xr[1], torch.from_numpy(ref.coef_.T)) < 1e-9
@@ -168,8 +168,8 @@ def test_float32_inputs_are_solved_in_float64():
 def test_ridge_matches_sklearn(n, p):
     a, b = randn(4, n, p, seed=n), randn(4, n, 3, seed=p)
     ridges = torch.tensor([0.1, 1.0, 10.0, 1e3])
-    batched = linalg.lstsq(a, b, ridge=ridges)
-    shared = linalg.lstsq(a[0], b, ridge=ridges)
+    batched = linalg.lstsq(a, b, alpha=ridges)
+    shared = linalg.lstsq(a[0], b, alpha=ridges)
     for i, r in enumerate(ridges.tolist()):
         ref = Ridge(alpha=r, fit_intercept=False, solver="svd").fit(a[i].numpy(), b[i].numpy())
         assert rel_err(batched[i], torch.from_numpy(ref.coef_.T)) < 1e-11
@@ -205,7 +205,7 @@ def test_non_contiguous_broadcast_and_empty_inputs():
     xb = linalg.lstsq(a, b[0])
     assert rel_err(xb[2], gelsd(a[2].contiguous(), b[0].contiguous())) < 1e-12
     # One design for many B, with a ridge per problem.
-    xs = linalg.lstsq(a[0], b, ridge=[0.0, 1.0, 2.0])
+    xs = linalg.lstsq(a[0], b, alpha=[0.0, 1.0, 2.0])
     assert rel_err(xs[0], gelsd(a[0].contiguous(), b[0].contiguous())) < 1e-12
     assert linalg.lstsq(randn(0, 5, 3), randn(0, 5, 2)).shape == (0, 3, 2)
     assert linalg.lstsq(randn(5, 3), randn(5, 0)).shape == (3, 0)
@@ -263,7 +263,7 @@ def subset_reference(r, y, idx, ridge, fit_intercept):
 def test_subset_lstsq_matches_per_subset_fits(fit_intercept, ridge):
     r, y = randn(150, 40, seed=19) + 3.0, randn(150, 3, seed=20) - 1.0
     subsets = torch.stack([torch.randperm(40, generator=gen(i))[:12] for i in range(9)])
-    coef, intercept = linalg.subset_lstsq(r, y, subsets, ridge=ridge, fit_intercept=fit_intercept,
+    coef, intercept = linalg.subset_lstsq(r, y, subsets, alpha=ridge, fit_intercept=fit_intercept,
                                           return_intercept=True)
     assert coef.shape == (9, 12, 3) and intercept.shape == (9, 3)
     for i in range(9):
@@ -286,9 +286,9 @@ def test_subset_lstsq_wide_response_matrix():
 def test_subset_lstsq_ridge_per_subset_and_float32():
     r, y = randn(80, 20, seed=21), randn(80, 2, seed=22)
     subsets = torch.tensor([[0, 1, 2], [0, 1, 2]])
-    coef = linalg.subset_lstsq(r, y, subsets, ridge=[0.0, 100.0])
+    coef = linalg.subset_lstsq(r, y, subsets, alpha=[0.0, 100.0])
     assert not torch.allclose(coef[0], coef[1])
-    coef32 = linalg.subset_lstsq(r.float(), y.float(), subsets, ridge=[0.0, 100.0])
+    coef32 = linalg.subset_lstsq(r.float(), y.float(), subsets, alpha=[0.0, 100.0])
     assert coef32.dtype == torch.float32
     torch.testing.assert_close(coef32.double(), coef, rtol=1e-6, atol=1e-7)
     assert linalg.subset_lstsq(r, y, torch.empty(0, 4, dtype=torch.int64)).shape == (0, 4, 2)
@@ -301,7 +301,7 @@ def test_rank_deficient_subset_is_named():
     with pytest.raises(RuntimeError, match="subset 2 is rank-deficient"):
         linalg.subset_lstsq(r, y, subsets)
     # A ridge makes it solvable; without centring column 7 is not collinear with column 3.
-    assert torch.isfinite(linalg.subset_lstsq(r, y, subsets, ridge=1e-3)).all()
+    assert torch.isfinite(linalg.subset_lstsq(r, y, subsets, alpha=1e-3)).all()
     assert torch.isfinite(linalg.subset_lstsq(r, y, subsets, fit_intercept=False)).all()
 
 
@@ -374,10 +374,10 @@ def test_ridge_cv_equals_brute_force(cv, fit_intercept):
     for t, j in enumerate(best):
         full = Ridge(alpha=alphas[j], fit_intercept=fit_intercept, solver="svd")
         full.fit(x.numpy(), y[:, t].numpy())
-        np.testing.assert_allclose(res.coef[:, t].numpy(), full.coef_, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(res.coef[t].numpy(), full.coef_, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(float(res.intercept[t]), full.intercept_, rtol=1e-10,
                                    atol=1e-10)
-    torch.testing.assert_close(res.predict(x), x @ res.coef + res.intercept)
+    torch.testing.assert_close(res.predict(x), x @ res.coef.T + res.intercept)
 
 
 def test_kfold_centring_never_sees_held_out_rows():
@@ -399,7 +399,7 @@ def test_ridge_cv_loo_matches_sklearn_ridgecv():
     res = linalg.ridge_cv(x, y, alphas, cv="loo")
     ref = RidgeCV(alphas=alphas, alpha_per_target=True).fit(x.numpy(), y.numpy())
     np.testing.assert_allclose(res.alpha.numpy(), ref.alpha_)
-    np.testing.assert_allclose(res.coef.numpy(), ref.coef_.T, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(res.coef.numpy(), ref.coef_, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(res.intercept.numpy(), ref.intercept_, rtol=1e-9, atol=1e-10)
 
 
@@ -411,7 +411,8 @@ def test_ridge_cv_kfold_matches_himalaya():
     ref = himalaya_ridge.RidgeCV(alphas=alphas, cv=5, fit_intercept=True).fit(x.numpy(),
                                                                              y.numpy())
     np.testing.assert_allclose(res.alpha.numpy(), np.asarray(ref.best_alphas_), rtol=1e-6)
-    np.testing.assert_allclose(res.coef.numpy(), np.asarray(ref.coef_), rtol=1e-8, atol=1e-11)
+    np.testing.assert_allclose(res.coef.T.numpy(), np.asarray(ref.coef_), rtol=1e-8,
+                               atol=1e-11)
     np.testing.assert_allclose(res.intercept.numpy(), np.asarray(ref.intercept_), rtol=1e-8)
 
 

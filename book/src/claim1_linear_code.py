@@ -162,7 +162,7 @@ shuffled_params = torch.from_numpy(experiment.shuffled(stim.normalized))
 
 
 def encoding_ev(x, responses):
-    return encoding.LinearEncoder(cv="loo").fit(x, varying(responses)).ev_.numpy()
+    return encoding.LinearEncoder(cv="loo").fit(x, varying(responses)).explained_variance_.numpy()
 
 
 rows = []
@@ -299,10 +299,10 @@ for row in ratios.itertuples():
 # %% tags=["nbval-check-output"]
 for net in NETWORKS:
     r = varying(models(net)["trained"].layer(experiment.descriptor_layer(net)))
-    plain = encoding.LinearEncoder(cv="loo").fit(params, r).ev_
-    nested = encoding.LinearEncoder(cv=CV, nested=True).fit(params, r).ev_
-    dec_plain = encoding.LinearDecoder(cv="loo").fit(r, params).ev_
-    dec_nested = encoding.LinearDecoder(cv=CV, nested=True).fit(r, params).ev_
+    plain = encoding.LinearEncoder(cv="loo").fit(params, r).explained_variance_
+    nested = encoding.LinearEncoder(cv=CV, nested=True).fit(params, r).explained_variance_
+    dec_plain = encoding.LinearDecoder(cv="loo").fit(r, params).explained_variance_
+    dec_nested = encoding.LinearDecoder(cv=CV, nested=True).fit(r, params).explained_variance_
     print(f"{net} descriptor: encoding bias median {(plain - nested).median():.3g}, "
           f"largest {(plain - nested).max():.3g}; decoding bias median "
           f"{(dec_plain - dec_nested).median():.3g}, largest "

@@ -62,7 +62,7 @@ def chunks(units: int):
     return [slice(i, min(i + _CHUNK, units)) for i in range(0, units, _CHUNK)]
 
 
-def fit_curves(z: torch.Tensor, r: torch.Tensor, n_knots: int = 5, ridge: float = 1e-8
+def fit_curves(z: torch.Tensor, r: torch.Tensor, n_knots: int = 5, alpha: float = 1e-8
                ) -> Curves:
     """A 1-d piecewise-linear response function per unit, ``r[:, u] ~ f_u(z[u])`` with
     ``z`` (U, n) and ``r`` (n, U), fitted by least squares (one small problem per unit,
@@ -71,7 +71,7 @@ def fit_curves(z: torch.Tensor, r: torch.Tensor, n_knots: int = 5, ridge: float 
     position = torch.linspace(0, n - 1, n_knots + 2)[1:-1].round().long()
     knots = z.sort(1).values[:, position]  # (U, K); one sort, cheaper than quantile
     scale = z.std(1, keepdim=True).clamp_min(1e-12)  # conditioning
-    eye = ridge * torch.eye(n_knots + 2, dtype=torch.float64)
+    eye = alpha * torch.eye(n_knots + 2, dtype=torch.float64)
     coef = []
     for s in chunks(z.shape[0]):
         basis = _hinge_basis(z[s] / scale[s], knots[s] / scale[s])

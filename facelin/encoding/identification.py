@@ -81,7 +81,7 @@ def identification_accuracy(
     return float(result) if result.numel() == 1 and not batched else result.numpy()
 
 
-def _subset_decoded(r, x, subsets, folds, ridge):
+def _subset_decoded(r, x, subsets, folds, alpha):
     """(draws, n, d) held-out decodings of x from each column subset of r, one batched
     solve per fold."""
     n = r.shape[0]
@@ -90,7 +90,7 @@ def _subset_decoded(r, x, subsets, folds, ridge):
         train = torch.ones(n, dtype=torch.bool)
         train[test] = False
         coef, intercept = linalg.subset_lstsq(
-            r[train], x[train], subsets, ridge=ridge, return_intercept=True
+            r[train], x[train], subsets, alpha=alpha, return_intercept=True
         )
         r_test = r[test][:, subsets].permute(1, 0, 2)  # (draws, n_test, size)
         decoded[:, test] = r_test @ coef + intercept[:, None, :]
@@ -104,7 +104,7 @@ def identification_curve(
     n_draws: int = 100,
     n_candidates: Sequence[int] = (2, 50),
     cv: int = 10,
-    ridge: float = 1e-6,
+    relative_alpha: float = 1e-6,
     n_trials: int = 1000,
     seed: int = 0,
     progress: bool = True,
@@ -112,9 +112,9 @@ def identification_curve(
     """Identification accuracy as a function of the number of units decoded from.
 
     For each size in ``unit_counts``, ``n_draws`` random subsets of the units are drawn;
-    for each subset a linear decoder (with intercept, ridge ``ridge`` relative to the
-    mean eigenvalue of the responses' Gram matrix) is fitted on ``cv - 1`` folds of the
-    faces and decodes the held-out fold; the decoded parameters enter
+    for each subset a linear decoder (with intercept, ridge penalty ``relative_alpha``
+    times the mean eigenvalue of the responses' Gram matrix) is fitted on ``cv - 1``
+    folds of the faces and decodes the held-out fold; the decoded parameters enter
     :func:`identification_accuracy`. All subsets of a fold are solved at once by
     :func:`facelin.linalg.subset_lstsq` from one Gram matrix. Returns a long table with
     columns ``units``, ``draw``, ``n_candidates``, ``accuracy``.
@@ -133,7 +133,7 @@ def identification_curve(
                          enabled=progress)
     for size in sizes:
         subsets = torch.rand(n_draws, m, generator=gen).argsort(dim=1)[:, :size]
-        decoded = _subset_decoded(r, x, subsets, folds, ridge * scale)
+        decoded = _subset_decoded(r, x, subsets, folds, relative_alpha * scale)
         accuracy = identification_accuracy(
             decoded, x, n_candidates, n_trials, seed=seed + size
         )
@@ -200,12 +200,12 @@ def layer_summary(
     accuracy = identification_accuracy(decoded, x, list(n_candidates), seed=seed)
     out = {
         "units": r.shape[1],
-        "encoding_ev": float(encoder.ev_.median()),
-        "encoding_ev_mean": float(encoder.ev_.mean()),
+        "encoding_ev": float(encoder.explained_variance_.median()),
+        "encoding_ev_mean": float(encoder.explained_variance_.mean()),
         "encoding_ev_pooled": pooled_explained_variance(r, encoder.cv_predictions_),
-        "decoding_ev_shape": float(decoder.ev_[:n_shape].mean()),
-        "decoding_ev_appearance": float(decoder.ev_[n_shape:].mean()),
-        "decoding_ev_mean": float(decoder.ev_.mean()),
+        "decoding_ev_shape": float(decoder.explained_variance_[:n_shape].mean()),
+        "decoding_ev_appearance": float(decoder.explained_variance_[n_shape:].mean()),
+        "decoding_ev_mean": float(decoder.explained_variance_.mean()),
         "pooled_ev_shape": pooled_explained_variance(
             x[:, :n_shape], decoded[:, :n_shape]
         ),
@@ -231,13 +231,13 @@ def subset_decoding(
     size: int,
     n_draws: int = 20,
     cv: int = 5,
-    ridge: float = 1e-6,
+    relative_alpha: float = 1e-6,
     n_candidates: Sequence[int] = (2, 50),
     seed: int = 0,
 ) -> pd.DataFrame:
     """Decoding from ``n_draws`` random subsets of ``size`` units (all units when the
-    population has no more): for each subset a linear decoder (ridge ``ridge`` relative
-    to the mean eigenvalue of the responses' Gram matrix) is fitted on ``cv - 1`` folds
+    population has no more): for each subset a linear decoder (ridge penalty
+    ``relative_alpha`` times the mean eigenvalue of the responses' Gram matrix) is fitted on ``cv - 1`` folds
     and decodes the held-out fold. One row per draw: ``units``, ``draw``, the mean and
     the variance-weighted (``pooled_ev``) EV over the parameter dimensions, and
     ``identification_<N>`` for each N in ``n_candidates``."""
@@ -250,7 +250,7 @@ def subset_decoding(
     gen = torch.Generator().manual_seed(seed)
     subsets = torch.rand(n_draws, m, generator=gen).argsort(dim=1)[:, :size]
     scale = float((r - r.mean(0)).square().sum() / m)
-    decoded = _subset_decoded(r, x, subsets, linalg.kfold_indices(n, cv), ridge * scale)
+    decoded = _subset_decoded(r, x, subsets, linalg.kfold_indices(n, cv), relative_alpha * scale)
     accuracy = identification_accuracy(decoded, x, list(n_candidates), seed=seed)
     rows = []
     for draw in range(n_draws):

@@ -111,13 +111,13 @@ class _RidgeMap:
                 x, y, penalty_grid(x, self.alphas, self.relative_alphas), cv="loo"
             )
             self.cv_predictions_ = predictions
-            self.ev_ = explained_variance(y, predictions)
+            self.explained_variance_ = explained_variance(y, predictions)
         else:
             result = linalg.ridge_cv(
                 x, y, penalty_grid(x, self.alphas, self.relative_alphas), cv=self.cv
             )
             self.cv_predictions_ = result.cv_predictions
-            self.ev_ = result.explained_variance
+            self.explained_variance_ = result.explained_variance
         self.result_ = result
         self.coef_ = result.coef
         self.intercept_ = result.intercept
@@ -128,11 +128,11 @@ class _RidgeMap:
         if not hasattr(self, "coef_"):
             raise RuntimeError("call fit before predict")
         x = float_matrix(x, "input")
-        if x.shape[1] != self.coef_.shape[0]:
+        if x.shape[1] != self.coef_.shape[1]:
             raise ValueError(
-                f"expected {self.coef_.shape[0]} input columns, got {x.shape[1]}"
+                f"expected {self.coef_.shape[1]} input columns, got {x.shape[1]}"
             )
-        return x @ self.coef_ + self.intercept_
+        return x @ self.coef_.T + self.intercept_
 
 
 class LinearEncoder(_RidgeMap):
@@ -140,8 +140,10 @@ class LinearEncoder(_RidgeMap):
 
     ``fit(params, responses)`` chooses a ridge penalty per unit from ``alphas``
     (relative to the mean eigenvalue of the parameters' Gram matrix) by ``cv``-fold
-    cross-validation. ``ev_`` holds each unit's cross-validated explained variance
-    ``1 - SSE/SST`` of its held-out predictions, ``cv_predictions_`` those predictions.
+    cross-validation. ``explained_variance_`` (units,) holds each unit's cross-validated
+    explained variance ``1 - SSE/SST`` of its held-out predictions, ``cv_predictions_``
+    (faces, units) those predictions, ``coef_`` (units, params) and ``intercept_``
+    (units,) the refitted map (scikit-learn's orientation).
     With ``nested=True`` the penalty that scores a fold is chosen without that fold
     (:func:`nested_cv_predictions`, ``cv`` outer folds): the scores then carry no
     selection bias.
@@ -159,9 +161,10 @@ class LinearDecoder(_RidgeMap):
     ``cv="loo"`` is Chang & Tsao's leave-one-face-out protocol. With ``alphas=None`` the
     decoder is their ordinary least squares, up to a vanishing ridge (1e-9 of the mean
     eigenvalue) that makes it well defined when a layer's responses are (nearly) rank
-    deficient: it then returns the minimum-norm solution instead of failing. ``ev_`` is
-    the cross-validated explained variance of each parameter dimension; ``nested``
-    as for :class:`LinearEncoder`.
+    deficient: it then returns the minimum-norm solution instead of failing.
+    ``explained_variance_`` (params,) is the cross-validated explained variance of each
+    parameter dimension, ``coef_`` (params, units); ``nested`` as for
+    :class:`LinearEncoder`.
     """
 
     def __init__(
