@@ -29,7 +29,8 @@ import torch
 
 from .dlib_resnet import DlibResNet, load_dlib_resnet
 from .npm import human_model_path
-from .tfjs import Convolution, Dense, Elementwise, PRelu, TFJSGraph, load_graph
+from .tfjs import TFJSGraph, load_graph
+from .tfjs_ops import Convolution, Dense, Elementwise, PRelu
 
 __all__ = ["NETWORK_NAMES", "FaceNetwork", "load_network", "mirror_identification",
            "mirror_distances", "mirror_verdict", "architecture", "MIRROR_RANK1"]
