@@ -127,8 +127,8 @@ class TFJSGraph(nn.Module):
     placeholder's (C, H, W), None where it is not fixed) and ``source`` (the JSON file).
     """
 
-    def __init__(self, ops: list[TFJSOp], input_node: str, output_node: str, input_shape,
-                 source: str):
+    def __init__(self, ops: list[TFJSOp], input_node: str, output_node: str,
+                 input_shape, source: str):
         super().__init__()
         self.input_node, self.output_node = input_node, output_node
         self.input_shape, self.source = input_shape, source

@@ -55,9 +55,10 @@ _INPLACE_BINARY = {
     "Sub": torch.Tensor.sub_, "Mul": torch.Tensor.mul_, "RealDiv": torch.Tensor.div_,
     "Maximum": lambda x, y: torch.maximum(x, y, out=x),
     "Minimum": lambda x, y: torch.minimum(x, y, out=x)}
-_INPLACE_SCALAR = {"Maximum": torch.Tensor.clamp_min_, "Minimum": torch.Tensor.clamp_max_,
-                   "Mul": torch.Tensor.mul_, "Add": torch.Tensor.add_,
-                   "AddV2": torch.Tensor.add_, "BiasAdd": torch.Tensor.add_}
+_INPLACE_SCALAR = {"Maximum": torch.Tensor.clamp_min_,
+                   "Minimum": torch.Tensor.clamp_max_, "Mul": torch.Tensor.mul_,
+                   "Add": torch.Tensor.add_, "AddV2": torch.Tensor.add_,
+                   "BiasAdd": torch.Tensor.add_}
 _COMMUTATIVE = ("Add", "AddV2", "BiasAdd", "Mul", "Maximum", "Minimum")
 _UNARY = {**_ACTIVATIONS, "Abs": torch.abs, "Square": torch.square,
           "Identity": lambda x: x, "Neg": torch.neg, "Sqrt": torch.sqrt,
@@ -120,7 +121,8 @@ def _as_rank(value: torch.Tensor, rank: int) -> torch.Tensor:
 
 
 def _axes(axes, rank: int) -> list[int]:
-    """TF axes (NHWC for rank 4, negative counted from the end) as this module's axes."""
+    """TF axes (NHWC for rank 4, negative ones counted from the end) in this module's
+    layout (NCHW for rank 4)."""
     axes = [int(a) % rank for a in np.atleast_1d(axes)]
     return [_NCHW_AXIS[a] for a in axes] if rank == 4 else axes
 
