@@ -33,8 +33,8 @@ from .._validation import image_list, landmark_array
 from .dlib_format import DlibFormatError, read_dlib_network
 
 __all__ = ["DlibResNet", "load_dlib_resnet", "dlib_reference_descriptors",
-           "DEFAULT_WEIGHTS", "CHANNEL_MEANS", "Affine", "ZeroPadAdd",
-           "GlobalAveragePool", "Stem", "ResidualBlock"]
+           "glorot_uniform_", "DEFAULT_WEIGHTS", "CHANNEL_MEANS", "Affine",
+           "ZeroPadAdd", "GlobalAveragePool", "Stem", "ResidualBlock"]
 
 DEFAULT_WEIGHTS = "dlib_face_recognition_resnet_model_v1.dat"
 CHANNEL_MEANS = (122.782, 117.001, 104.298)
@@ -249,20 +249,25 @@ class DlibResNet(nn.Module):
         return [(name, self.get_submodule(name), kind) for name, kind in order]
 
 
+def glorot_uniform_(weight: torch.Tensor, generator: torch.Generator, groups: int = 1):
+    """Fill a weight in place as dlib initialises an untrained network: uniform in
+    +-sqrt(6 / (fan_in + fan_out)), fans counted per group over the kernel. ``weight``
+    is a convolution's (C_out, C_in / groups, kh, kw) or a dense layer's (out, in)."""
+    receptive = weight[0, 0].numel() if weight.dim() == 4 else 1
+    fans = (weight.shape[1] + weight.shape[0] // groups) * receptive
+    bound = float(np.sqrt(6.0 / fans))
+    weight.copy_(torch.rand(weight.shape, generator=generator, dtype=torch.float64)
+                 * 2 * bound - bound)
+
+
 def _initialise_as_dlib(model: DlibResNet, seed: int):
     """dlib's initialisation of an untrained network: Glorot-uniform filters
-    (bound sqrt(6 / (fan_in + fan_out)), fans counted over the kernel as dlib does),
-    zero biases, identity affines."""
+    (`glorot_uniform_`), zero biases, identity affines."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
-                weight = module.weight
-                receptive = weight[0, 0].numel() if weight.ndim == 4 else 1
-                fans = (weight.shape[0] + weight.shape[1]) * receptive
-                bound = float(np.sqrt(6.0 / fans))
-                weight.copy_(torch.rand(weight.shape, generator=generator,
-                                        dtype=torch.float64) * 2 * bound - bound)
+                glorot_uniform_(module.weight, generator)
                 if module.bias is not None:
                     module.bias.zero_()
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .dlib_resnet import DlibResNet, load_dlib_resnet
+from .dlib_resnet import DlibResNet, glorot_uniform_, load_dlib_resnet
 from .npm import human_model_path
 from .tfjs import TFJSGraph, load_graph
 from .tfjs_ops import Convolution, Dense, Elementwise, PRelu
@@ -172,15 +172,6 @@ class TFJSNetwork(FaceNetwork, TFJSGraph):
         return next(self.parameters()).dtype
 
 
-def _glorot_(weight: torch.Tensor, groups: int, generator: torch.Generator):
-    """Glorot-uniform in place; fans per group over the kernel (dense: in + out)."""
-    receptive = weight[0, 0].numel() if weight.dim() == 4 else 1
-    fans = (weight.shape[1] + weight.shape[0] // groups) * receptive
-    bound = float(np.sqrt(6.0 / fans))
-    weight.copy_(torch.rand(weight.shape, generator=generator, dtype=torch.float64)
-                 * 2 * bound - bound)
-
-
 def _initialise_untrained(graph: TFJSGraph, seed: int):
     """The untrained control's weights (see the module docstring), drawn in forward
     order from ``seed``. A per-channel constant operand downstream of a weighted layer
@@ -197,7 +188,7 @@ def _initialise_untrained(graph: TFJSGraph, seed: int):
             if learned:
                 downstream.add(op.node_name)
             if isinstance(op, (Convolution, Dense)):
-                _glorot_(op.weight, getattr(op, "groups", 1), generator)
+                glorot_uniform_(op.weight, generator, getattr(op, "groups", 1))
                 if op.bias is not None:
                     op.bias.zero_()
                 if isinstance(op.activation, PRelu):
