@@ -276,7 +276,30 @@ def load_graph(path, output: str | None = None, cls: type = TFJSGraph, **kwargs)
         similar = f"; similar: {close}" if close else ""
         raise KeyError(f"{source}: no node {output!r}{similar}")
 
-    # the nodes the output depends on, inputs before readers (depth-first, iterative)
+    weights = _read_weights(manifest, path.parent, source)
+    ops, constants = [], {}
+    for name in _dependency_order(by_name, output, source):
+        node = by_name[name]
+        where = f"{source}: node {name!r}"
+        if node["op"] == "Const":
+            if name not in weights:
+                raise TFJSFormatError(f"{where} (Const) has no entry in the weights "
+                                      "manifest")
+            constants[name] = weights[name]
+            continue
+        if node["op"] == "Placeholder":
+            continue
+        inputs = [constants.get(i, i) for i in map(_input_name, node.get("input", []))
+                  if i is not None]
+        ops.append(build_op(node, inputs, where))
+    dims = _attr_shape(placeholders[0])
+    input_shape = None if dims is None else (dims[3], dims[1], dims[2])
+    return cls(ops, input_node, output, input_shape, source, **kwargs)
+
+
+def _dependency_order(by_name: dict, output: str, source: str) -> list[str]:
+    """The nodes ``output`` depends on (itself included), inputs before their readers
+    (depth-first, iterative). Raises TFJSFormatError for a missing input or a cycle."""
     order, state, stack = [], {}, [(output, False)]
     while stack:
         name, expanded = stack.pop()
@@ -297,29 +320,12 @@ def load_graph(path, output: str | None = None, cls: type = TFJSGraph, **kwargs)
                 if state.get(dependency) == "open":
                     raise TFJSFormatError(f"{source}: cycle through {dependency!r}")
                 stack.append((dependency, False))
-
-    weights = _read_weights(manifest, path.parent, source)
-    ops, constants = [], {}
-    for name in order:
-        node = by_name[name]
-        where = f"{source}: node {name!r}"
-        if node["op"] == "Const":
-            if name not in weights:
-                raise TFJSFormatError(f"{where} (Const) has no entry in the weights "
-                                      "manifest")
-            constants[name] = weights[name]
-            continue
-        if node["op"] == "Placeholder":
-            continue
-        inputs = [constants.get(i, i) for i in map(_input_name, node.get("input", []))
-                  if i is not None]
-        ops.append(build_op(node, inputs, where))
-    dims = _attr_shape(placeholders[0])
-    input_shape = None if dims is None else (dims[3], dims[1], dims[2])
-    return cls(ops, input_node, output, input_shape, source, **kwargs)
+    return order
 
 
 def _attr_shape(node):
+    """The placeholder's declared (N, H, W, C) shape, None for unknown sizes; None when
+    it declares no rank-4 shape."""
     dims = node.get("attr", {}).get("shape", {}).get("shape", {}).get("dim")
     if dims is None or len(dims) != 4:
         return None
