@@ -1,8 +1,17 @@
 """The three face CNNs behind one interface: alignment, layers, the untrained control
 and the mirror-identification check of each network's alignment and input convention."""
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+
+import facelin
 
 from facelin import extract
 from facelin.datasets import lfw_subset
@@ -139,3 +148,37 @@ def test_architecture_counts_layers(network):
         expected[network.name]
     assert summary["descriptor"] == DESCRIPTOR_SIZES[network.name]
     assert summary["parameters"] > 100_000
+
+
+def test_models_work_without_the_compiled_core(tmp_path):
+    # a copy of the package without facelin/_C*.so: the networks import and run (they
+    # use no compiled op); the first compiled op says how to build the core
+    shutil.copytree(Path(facelin.__file__).parent, tmp_path / "facelin",
+                    ignore=shutil.ignore_patterns("_C*.so", "_C*.pyd", "__pycache__"))
+    assert not list((tmp_path / "facelin").glob("_C*"))
+    code = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        # an editable install finds the package through a meta-path finder; drop it
+        sys.meta_path[:] = [f for f in sys.meta_path
+                            if "editable" not in repr(f).lower()]
+        import torch
+        import facelin
+        import facelin.models
+        from facelin.models import (dlib_format, dlib_resnet, networks, npm, tfjs,
+                                    tfjs_ops)
+        print("imported from", facelin.models.__file__)
+        model = facelin.models.load_network("dlib-resnet", pretrained=False)
+        print("descriptor", tuple(model(torch.zeros(1, 3, 150, 150)).shape))
+        try:
+            facelin.cuda_built()
+        except ImportError as err:
+            print(err)
+        """)
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True,
+                         capture_output=True, text=True, cwd=tmp_path,
+                         env=environment).stdout
+    assert f"imported from {tmp_path / 'facelin' / 'models' / '__init__.py'}" in out
+    assert "descriptor (1, 128)" in out
+    assert "make build" in out and "pip install --no-build-isolation -e ." in out

@@ -129,8 +129,6 @@ def test_facespace_does_not_import_datasets():
 #: import from other facelin modules.
 KNOWN_PRIVATE_IMPORTS = {
     ("models/dlib_resnet.py", "faces", "_dlib_shape"),
-    ("models/dlib_resnet.py", "faces", "_image_list"),
-    ("models/dlib_resnet.py", "faces", "_landmark_array"),
 }
 
 

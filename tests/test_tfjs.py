@@ -218,6 +218,22 @@ def test_truncated_weights_file_is_reported(tmp_path, rng):
         read_tfjs_graph(path, "conv")
 
 
+def test_missing_inputs_and_cycles_are_named(tmp_path):
+    nodes = [("relu", "Relu", ["ghost"], {})]
+    path = write_graph(tmp_path, nodes, {}, (2, 2, 1))
+    with pytest.raises(TFJSFormatError, match="node input 'ghost' does not exist"):
+        read_tfjs_graph(path, "relu")
+    nodes = [("a", "Relu", ["b"], {}), ("b", "Add", ["x", "a"], {})]
+    path = write_graph(tmp_path, nodes, {}, (2, 2, 1))
+    with pytest.raises(TFJSFormatError, match="cycle through 'b'"):
+        read_tfjs_graph(path, "b")
+    # a diamond (two paths to one node) is no cycle: the node is built once
+    nodes = [("a", "Relu", ["x"], {}), ("b", "Neg", ["a"], {}),
+             ("c", "Add", ["a", "b"], {})]
+    path = write_graph(tmp_path, nodes, {}, (2, 2, 1))
+    assert read_tfjs_graph(path, "c").layer_names() == ["a", "b", "c"]
+
+
 def test_an_ambiguous_output_must_be_named(tmp_path):
     path = write_graph(tmp_path, [("relu", "Relu", ["x"], {})], {}, (2, 2, 1))
     with pytest.raises(ValueError, match="name one with output="):

@@ -1,15 +1,15 @@
 """A reader for dlib's serialization of its face-recognition ResNet.
 
-dlib writes a network as nested records: the loss layer, one version number per layer
-wrapper from the outside in, the input layer, and then every computational layer from the
-input to the output, each followed by dlib's bookkeeping for that layer (three flags and
-three gradient/cache tensors). The reader turns this into a list of `LayerRecord`s; any
-departure from the expected grammar raises `DlibFormatError` naming what was being read
-and the byte offset.
+dlib writes a network as nested records: the loss layer, one version number per
+layer wrapper from the outside in, the input layer, and then every computational layer
+from the input to the output, each followed by dlib's bookkeeping for that layer (three
+flags and three gradient/cache tensors). The reader turns this into a list of
+`LayerRecord`s; any departure from the expected grammar raises `DlibFormatError` naming
+what was being read and the byte offset.
 
-Primitives (dlib ``serialize``): an integer is a control byte (low 4 bits: number of value
-bytes; bit 0x80: negative) followed by the little-endian value bytes; a string is an
-integer length and its bytes; a real number is a mantissa and an exponent integer
+Primitives (dlib ``serialize``): an integer is a control byte (low 4 bits: number of
+value bytes; bit 0x80: negative) followed by the little-endian value bytes; a string is
+an integer length and its bytes; a real number is a mantissa and an exponent integer
 (value = m * 2**e); a tensor is a version integer (2), four dimensions and raw
 little-endian float32 data; a flag is the character '0' or '1'.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DlibFormatError", "LayerRecord", "DlibNetwork", "read_dlib_network"]
+__all__ = ["DlibFormatError", "LayerRecord", "DlibNetworkFile", "read_dlib_network"]
 
 LOSS_LAYER = "loss_metric_2"
 INPUT_LAYER = "input_rgb_image_sized"
@@ -36,8 +36,9 @@ class LayerRecord:
 
     ``kind`` is dlib's layer name (``con_4``, ``affine_``, ``relu_``, ``add_prev_``,
     ``avg_pool_2``, ``max_pool_2``, ``fc_2``), ``offset`` the byte offset of the record,
-    ``index`` its position among the layer records, ``params`` the raw parameter vector
-    (None for layers without parameters) and ``fields`` the layer's integer settings.
+    ``index`` its position among the layer records, ``params`` the raw parameter vector,
+    a flat (P,) float32 array in dlib's order (None for layers without parameters), and
+    ``fields`` the layer's integer settings (and its parameter views' 4-d shapes).
     """
     kind: str
     index: int
@@ -47,8 +48,11 @@ class LayerRecord:
 
 
 @dataclass
-class DlibNetwork:
-    """A parsed network: the input layer's settings and the layer records in forward order."""
+class DlibNetworkFile:
+    """A parsed network file: the input layer's settings (``channel_means``, the (R, G,
+    B) means subtracted from the pixels; ``input_size``, (rows, columns)), the loss
+    layer's ``loss_margin`` and ``loss_distance_threshold``, and ``layers``, the
+    `LayerRecord`s in forward order."""
     channel_means: tuple
     input_size: tuple
     loss_margin: float
@@ -57,6 +61,8 @@ class DlibNetwork:
 
 
 class _Reader:
+    """dlib's serialization primitives, read from ``data`` at ``pos`` onwards."""
+
     def __init__(self, data: bytes, source: str):
         self.data, self.source, self.pos = data, source, 0
 
@@ -78,8 +84,8 @@ class _Reader:
         control = self.take(1, what)[0]
         size = control & 0x0F
         if control & 0x70 or size > 8:
-            self.fail(f"corrupt integer control byte 0x{control:02x} while reading {what}",
-                      start)
+            self.fail(f"corrupt integer control byte 0x{control:02x} while reading "
+                      f"{what}", start)
         value = int.from_bytes(self.take(size, what), "little")
         return -value if control & 0x80 else value
 
@@ -110,8 +116,8 @@ class _Reader:
         start = self.pos
         value = self.take(1, what)
         if value not in (b"0", b"1"):
-            self.fail(f"{what}: expected the flag character '0' or '1', found {value!r}",
-                      start)
+            self.fail(f"{what}: expected the flag character '0' or '1', found "
+                      f"{value!r}", start)
         return value == b"1"
 
     def tensor(self, what: str) -> np.ndarray:
@@ -122,8 +128,8 @@ class _Reader:
             self.fail(f"negative dimension in {what}: {dims}", start)
         count = int(np.prod(dims))
         if count * 4 > len(self.data):
-            self.fail(f"{what} claims {dims} = {count} values, more than the file holds",
-                      start)
+            self.fail(f"{what} claims {dims} = {count} values, more than the file "
+                      "holds", start)
         raw = self.take(4 * count, f"the {count} float32 values of {what}")
         values = np.frombuffer(raw, dtype="<f4").astype(np.float32)
         if not np.isfinite(values).all():
@@ -140,8 +146,8 @@ def _read_layer(reader: _Reader, kind: str, record: LayerRecord):
     fields = record.fields
     if kind == "con_4":
         record.params = reader.tensor(f"the parameters of {what}")
-        for name in ("num_filters", "kernel_rows", "kernel_cols", "stride_y", "stride_x",
-                     "padding_y", "padding_x"):
+        for name in ("num_filters", "kernel_rows", "kernel_cols", "stride_y",
+                     "stride_x", "padding_y", "padding_x"):
             fields[name] = reader.integer(f"{name} of {what}")
         fields["filters_shape"] = reader.alias(f"the filter view of {what}")
         fields["biases_shape"] = reader.alias(f"the bias view of {what}")
@@ -175,8 +181,10 @@ def _read_layer(reader: _Reader, kind: str, record: LayerRecord):
                     record.offset)
 
 
-def read_dlib_network(path) -> DlibNetwork:
-    """Parse a dlib ``loss_metric`` network file (e.g. the face-recognition ResNet)."""
+def read_dlib_network(path) -> DlibNetworkFile:
+    """Parse a dlib ``loss_metric`` network file (e.g. the face-recognition ResNet) as a
+    `DlibNetworkFile`. Raises DlibFormatError, naming what was being read and the byte
+    offset, for a truncated, corrupt or unexpected file."""
     path = Path(path)
     data = path.read_bytes()
     reader = _Reader(data, str(path))
@@ -201,7 +209,8 @@ def read_dlib_network(path) -> DlibNetwork:
     name = reader.string("the input layer name")
     if name != INPUT_LAYER:
         reader.fail(f"unexpected input layer {name!r}; expected {INPUT_LAYER!r}")
-    means = tuple(reader.real(f"the {c} channel mean") for c in ("red", "green", "blue"))
+    means = tuple(reader.real(f"the {c} channel mean")
+                  for c in ("red", "green", "blue"))
     size = (reader.integer("the input rows"), reader.integer("the input columns"))
     layers = []
     for index in range(n_computational + 1):
@@ -219,4 +228,4 @@ def read_dlib_network(path) -> DlibNetwork:
         layers.append(record)
     if reader.pos != len(data):
         reader.fail(f"{len(data) - reader.pos} unexpected byte(s) after the last layer")
-    return DlibNetwork(means, size, margin, threshold, layers)
+    return DlibNetworkFile(means, size, margin, threshold, layers)

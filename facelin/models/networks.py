@@ -20,19 +20,21 @@ The untrained control (``pretrained=False``) is the same architecture with seede
 weights: every convolution and dense weight Glorot-uniform (bound
 ``sqrt(6 / (fan_in + fan_out))``, fans counted per group over the kernel, as dlib
 initialises its own networks), every bias 0, and in the TF.js graphs every folded batch
-normalisation the identity (scales 1, shifts 0) and every PReLU slope 0.25.
+normalization the identity (scales 1, shifts 0) and every PReLU slope 0.25.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .dlib_resnet import DlibResNet, load_dlib_resnet
+from .dlib_resnet import DlibResNet, glorot_uniform_, load_dlib_resnet
 from .npm import human_model_path
-from .tfjs import Convolution, Dense, Elementwise, PRelu, TFJSGraph, load_graph
+from .tfjs import TFJSGraph, load_graph
+from .tfjs_ops import Convolution, Dense, Elementwise, PRelu
 
-__all__ = ["NETWORK_NAMES", "FaceNetwork", "load_network", "mirror_identification",
-           "mirror_distances", "mirror_verdict", "architecture", "MIRROR_RANK1"]
+__all__ = ["NETWORK_NAMES", "FaceNetwork", "DlibNetwork", "TFJSNetwork", "load_network",
+           "mirror_identification", "mirror_distances", "mirror_verdict",
+           "architecture", "MIRROR_RANK1", "PRELU_INITIAL_SLOPE"]
 
 NETWORK_NAMES = ("dlib-resnet", "mobileface", "faceres")
 PRELU_INITIAL_SLOPE = 0.25
@@ -170,19 +172,10 @@ class TFJSNetwork(FaceNetwork, TFJSGraph):
         return next(self.parameters()).dtype
 
 
-def _glorot_(weight: torch.Tensor, groups: int, generator: torch.Generator):
-    """Glorot-uniform in place; fans per group over the kernel (dense: in + out)."""
-    receptive = weight[0, 0].numel() if weight.dim() == 4 else 1
-    fans = (weight.shape[1] + weight.shape[0] // groups) * receptive
-    bound = float(np.sqrt(6.0 / fans))
-    weight.copy_(torch.rand(weight.shape, generator=generator, dtype=torch.float64)
-                 * 2 * bound - bound)
-
-
 def _initialise_untrained(graph: TFJSGraph, seed: int):
     """The untrained control's weights (see the module docstring), drawn in forward
     order from ``seed``. A per-channel constant operand downstream of a weighted layer
-    is a folded batch normalisation (Mul: scale, Add/Sub: shift) or, when it multiplies
+    is a folded batch normalization (Mul: scale, Add/Sub: shift) or, when it multiplies
     a Minimum (PReLU as max(0, x) + slope * min(0, x)), a PReLU slope."""
     generator = torch.Generator().manual_seed(seed)
     downstream, producers = set(), {}
@@ -195,7 +188,7 @@ def _initialise_untrained(graph: TFJSGraph, seed: int):
             if learned:
                 downstream.add(op.node_name)
             if isinstance(op, (Convolution, Dense)):
-                _glorot_(op.weight, getattr(op, "groups", 1), generator)
+                glorot_uniform_(op.weight, generator, getattr(op, "groups", 1))
                 if op.bias is not None:
                     op.bias.zero_()
                 if isinstance(op.activation, PRelu):

