@@ -29,6 +29,7 @@ __all__ = [
     "landmarks",
     "face_chips",
     "chip_transforms",
+    "dlib_shape",
     "model_file",
     "upsampled_lfw",
     "lfw_face_chips",
@@ -95,8 +96,7 @@ class FaceNotFoundError(ValueError):
 
 
 def _image_list(images, name: str = "images") -> list[np.ndarray]:
-    """(H, W, 3) uint8 C-contiguous images, as dlib takes them (kept under this name for
-    `facelin.models.dlib_resnet`)."""
+    """(H, W, 3) uint8 C-contiguous images, as dlib takes them."""
     return image_list(images, pixels="uint8", name=name)
 
 
@@ -529,7 +529,9 @@ def lfw_face_chips(factor: int = 6, n_points: int = 68, size: int = 150,
     return found.indices.tolist(), face_chips(kept, found.points, size, padding)
 
 
-def _dlib_shape(points: np.ndarray, image: np.ndarray):
+def dlib_shape(points: np.ndarray, image: np.ndarray):
+    """dlib's ``full_object_detection`` of landmarks ``points`` (68 or 5, 2) in
+    ``image`` (H, W, 3), as ``get_face_chip`` and the face recogniser take them."""
     import dlib
     return dlib.full_object_detection(
         dlib.rectangle(0, 0, image.shape[1] - 1, image.shape[0] - 1),
@@ -544,6 +546,6 @@ def dlib_reference_chips(images, landmarks, size: int = 150,
     import dlib
     images = _image_list(images)
     points = _landmark_array(landmarks, len(images))
-    chips = [dlib.get_face_chip(image, _dlib_shape(p, image), size, padding)
+    chips = [dlib.get_face_chip(image, dlib_shape(p, image), size, padding)
              for image, p in zip(images, points)]
     return torch.from_numpy(np.stack(chips).transpose(0, 3, 1, 2).astype(np.float32))

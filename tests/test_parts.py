@@ -127,9 +127,7 @@ def test_facespace_does_not_import_datasets():
 
 #: Private names that modules outside the face-space, data and recording modules still
 #: import from other facelin modules.
-KNOWN_PRIVATE_IMPORTS = {
-    ("models/dlib_resnet.py", "faces", "_dlib_shape"),
-}
+KNOWN_PRIVATE_IMPORTS: set = set()
 
 
 def test_no_private_names_cross_modules():

@@ -237,8 +237,8 @@ def subset_decoding(
 ) -> pd.DataFrame:
     """Decoding from ``n_draws`` random subsets of ``size`` units (all units when the
     population has no more): for each subset a linear decoder (ridge penalty
-    ``relative_alpha`` times the mean eigenvalue of the responses' Gram matrix) is fitted on ``cv - 1`` folds
-    and decodes the held-out fold. One row per draw: ``units``, ``draw``, the mean and
+    ``relative_alpha`` times the mean eigenvalue of the responses' Gram matrix) is
+    fitted on ``cv - 1`` folds and decodes the held-out fold. One row per draw: ``units``, ``draw``, the mean and
     the variance-weighted (``pooled_ev``) EV over the parameter dimensions, and
     ``identification_<N>`` for each N in ``n_candidates``."""
     r = _varying(float_matrix(responses, "responses"))
@@ -250,7 +250,8 @@ def subset_decoding(
     gen = torch.Generator().manual_seed(seed)
     subsets = torch.rand(n_draws, m, generator=gen).argsort(dim=1)[:, :size]
     scale = float((r - r.mean(0)).square().sum() / m)
-    decoded = _subset_decoded(r, x, subsets, linalg.kfold_indices(n, cv), relative_alpha * scale)
+    folds = linalg.kfold_indices(n, cv)
+    decoded = _subset_decoded(r, x, subsets, folds, relative_alpha * scale)
     accuracy = identification_accuracy(decoded, x, list(n_candidates), seed=seed)
     rows = []
     for draw in range(n_draws):

@@ -74,7 +74,8 @@ def nested_cv_predictions(
         train = torch.ones(n, dtype=torch.bool)
         train[test] = False
         result = linalg.ridge_cv(
-            x[train], y[train], penalty_grid(x[train], alphas, relative_alphas), cv="loo"
+            x[train], y[train], penalty_grid(x[train], alphas, relative_alphas),
+            cv="loo",
         )
         predictions[test] = result.predict(x[test])
         chosen[fold] = result.alpha

@@ -376,11 +376,11 @@ def dlib_reference_descriptors(images, landmarks, path=None) -> np.ndarray:
     float64 array."""
     import dlib
 
-    from ..faces import _dlib_shape, model_file
+    from ..faces import dlib_shape, model_file
 
     images = image_list(images, pixels="uint8")
     points = landmark_array(landmarks, len(images), n_points=(68, 5))
     weights = str(path or model_file(DEFAULT_WEIGHTS))
     recogniser = dlib.face_recognition_model_v1(weights)
-    return np.array([recogniser.compute_face_descriptor(image, _dlib_shape(p, image))
+    return np.array([recogniser.compute_face_descriptor(image, dlib_shape(p, image))
                      for image, p in zip(images, points)])
