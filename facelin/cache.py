@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 from pathlib import Path
+from typing import Callable
 
-__all__ = ["cache_dir", "key", "path", "atomic_write"]
+__all__ = ["cache_dir", "key", "path", "atomic_write", "tensors"]
 
 
 def cache_dir() -> Path:
@@ -47,3 +49,24 @@ def atomic_write(target):
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def tensors(kind: str, description: dict, compute: Callable[[], dict]) -> dict:
+    """``compute()``'s dict of tensors, saved once as ``<kind>-<hash>.pt`` where the hash
+    covers ``kind`` and everything in ``description`` (settings, format version, facelin
+    version), and loaded from there afterwards. A damaged file (an interrupted write
+    elsewhere) is recomputed."""
+    import torch
+
+    text = json.dumps({"kind": kind, **description}, sort_keys=True, default=str)
+    target = path(kind, key(text, length=16), ".pt")
+    if target.is_file():
+        try:
+            return torch.load(target, weights_only=True)
+        except Exception:  # damaged or half-written by a process that died
+            pass
+    value = compute()
+    with atomic_write(target) as temporary:
+        torch.save(value, temporary)
+    return value
+

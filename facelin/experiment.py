@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Callable
 
@@ -21,26 +20,24 @@ import torch
 from . import __version__, cache
 from .facespace import FaceSpace, default_space
 
+__all__ = [
+    "NETWORKS", "INPUT_BORDER", "Stimuli", "stimuli", "Population", "population",
+    "layer_responses", "network", "inputs", "analysis_layers", "deep_layers",
+    "descriptor_layer", "block_outputs", "cached", "space_fingerprint", "to_chips",
+    "pixel_features", "shuffled",
+]
+
 CACHE_FORMAT = 2
 # The face CNNs the chapters study, each with its untrained control (pretrained=False);
 # see facelin.models.networks.
 NETWORKS = ("dlib-resnet", "mobileface", "faceres")
 
 
-def _cached(kind: str, key: dict, compute: Callable[[], dict]) -> dict:
-    """``compute()``'s tensors, saved once under a name that hashes ``key``."""
-    text = json.dumps({"kind": kind, "format": CACHE_FORMAT, "facelin": __version__, **key},
-                      sort_keys=True, default=str)
-    path = cache.path(kind, cache.key(text, length=16), ".pt")
-    if path.is_file():
-        try:
-            return torch.load(path, weights_only=True)
-        except Exception:  # a damaged entry (an interrupted write elsewhere) is recomputed
-            pass
-    value = compute()
-    with cache.atomic_write(path) as temporary:
-        torch.save(value, temporary)
-    return value
+def cached(kind: str, key: dict, compute: Callable[[], dict]) -> dict:
+    """``compute()``'s tensors, saved once in the cache under a name that hashes
+    ``key`` (with this module's format version): see `facelin.cache.tensors`."""
+    return cache.tensors(kind, {"format": CACHE_FORMAT, "facelin": __version__, **key},
+                         compute)
 
 
 def space_fingerprint(space: FaceSpace) -> str:
@@ -91,7 +88,7 @@ def stimuli(n_faces: int = 2000, seed: int = 0, space: FaceSpace | None = None,
         return {"params": torch.from_numpy(params), "chips": to_chips(images),
                 "landmarks": torch.from_numpy(landmarks)}
 
-    data = _cached("stimuli", {"space": space_fingerprint(space), "n": n_faces, "seed": seed},
+    data = cached("stimuli", {"space": space_fingerprint(space), "n": n_faces, "seed": seed},
                    compute)
     params = data["params"].numpy()
     return Stimuli(params=params, normalized=space.normalize(params), chips=data["chips"],
@@ -234,7 +231,7 @@ def population(stim: Stimuli, network: str = "dlib-resnet", pretrained: bool = T
            "network": network, "pretrained": pretrained, "spec": spec, "seed": seed}
     if network != "dlib-resnet":
         key["border"] = INPUT_BORDER
-    data = _cached("responses", key, compute)
+    data = cached("responses", key, compute)
     layers_out = {k: tuple(int(v) for v in b) for k, b in data["bounds"].items()}
     return Population(values=data["values"], layers=layers_out, network=network,
                       pretrained=pretrained)

@@ -3,23 +3,21 @@
 Claim 1's controls need faces shown more than once: every face in several nuisance
 versions (shading, small rotation, scale and shift, pixel noise: the `Nuisance` model of
 :mod:`facelin.datasets`), and faces rendered from decoded parameters. The renders and
-the responses are cached on disk under :func:`facelin.facespace.cache_dir`, the
+the responses are cached on disk under :func:`facelin.cache.cache_dir`, the
 responses keyed by a hash of the chips themselves, so a chapter re-run reuses them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from . import __version__, experiment
+from . import __version__, cache, experiment
 from .datasets import Nuisance, identity_set
-from .facespace import FaceSpace, cache_dir
+from .facespace import FaceSpace
 
 __all__ = ["NuisanceRenders", "nuisance_renders", "record", "detect", "IMAGE_NUISANCE"]
 
@@ -30,25 +28,8 @@ IMAGE_NUISANCE = Nuisance(jitter=0.0)
 
 
 def _cached(kind: str, key: dict, compute) -> dict:
-    text = json.dumps(
-        {"kind": kind, "format": CACHE_FORMAT, "facelin": __version__, **key},
-        sort_keys=True,
-        default=str,
-    )
-    path = cache_dir() / f"{kind}-{hashlib.sha1(text.encode()).hexdigest()[:16]}.pt"
-    if path.is_file():
-        try:
-            return torch.load(path, weights_only=True)
-        except (
-            Exception
-        ):  # a damaged entry (an interrupted write elsewhere) is recomputed
-            pass
-    value = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(value, temporary)
-    os.replace(temporary, path)
-    return value
+    return cache.tensors(kind, {"format": CACHE_FORMAT, "facelin": __version__, **key},
+                         compute)
 
 
 @dataclass

@@ -184,6 +184,8 @@ def _solve_subsets(gram, cross, subsets, alpha, what):
 
 
 def as_targets(targets):
+    """``targets`` as an (images, targets) tensor (a 1-d vector becomes one column), or a
+    clear error for other shapes and non-numeric dtypes."""
     t = torch.as_tensor(targets)
     if t.dim() == 1:
         t = t[:, None]
@@ -282,6 +284,9 @@ def combine(parts):
 
 
 def distributed_group(distributed):
+    """The process group to combine statistics over: the default group when
+    torch.distributed is initialised and ``distributed`` is None or True, none when it is
+    False; True without an initialised group is an error."""
     dist = torch.distributed
     ready = dist.is_available() and dist.is_initialized()
     if distributed is None:

@@ -47,6 +47,9 @@ def layer_names(model: torch.nn.Module) -> list[str]:
 
 @dataclass
 class LayerRequest:
+    """One layer to record: its ``name``, the ``module`` whose output is read, the unit
+    ``selection`` asked for and how channels are pooled."""
+
     name: str
     module: torch.nn.Module
     selection: object

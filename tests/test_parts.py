@@ -71,6 +71,25 @@ def test_cache_folder_keys_and_atomic_writes(tmp_path, monkeypatch):
     assert target.read_text() == "done" and sorted(tmp_path.iterdir()) == [target]
 
 
+def test_cached_tensors_are_computed_once_and_a_damaged_file_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACELIN_CACHE", str(tmp_path))
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"x": torch.arange(3.0)}
+
+    first = cache.tensors("demo", {"n": 3}, compute)
+    again = cache.tensors("demo", {"n": 3}, compute)
+    assert len(calls) == 1 and torch.equal(first["x"], again["x"])
+    cache.tensors("demo", {"n": 4}, compute)  # another description, another file
+    assert len(calls) == 2 and len(list(tmp_path.glob("demo-*.pt"))) == 2
+    for stored in tmp_path.glob("demo-*.pt"):
+        stored.write_bytes(b"truncated")
+    assert torch.equal(cache.tensors("demo", {"n": 3}, compute)["x"], first["x"])
+    assert len(calls) == 3
+
+
 # ----------------------------------------------------------------- block normaliser
 
 def test_block_normalizer_scales_each_block_and_inverts():

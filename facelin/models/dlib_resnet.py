@@ -252,7 +252,9 @@ class DlibResNet(nn.Module):
 def glorot_uniform_(weight: torch.Tensor, generator: torch.Generator, groups: int = 1):
     """Fill a weight in place as dlib initialises an untrained network: uniform in
     +-sqrt(6 / (fan_in + fan_out)), fans counted per group over the kernel. ``weight``
-    is a convolution's (C_out, C_in / groups, kh, kw) or a dense layer's (out, in)."""
+    is a convolution's (C_out, C_in / groups, kh, kw) or a dense layer's (out, in).
+    Hand-written rather than ``torch.nn.init.xavier_uniform_``: that counts fan-out over
+    all groups, which is wrong for the depthwise convolutions of the TF.js networks."""
     receptive = weight[0, 0].numel() if weight.dim() == 4 else 1
     fans = (weight.shape[1] + weight.shape[0] // groups) * receptive
     bound = float(np.sqrt(6.0 / fans))

@@ -33,6 +33,7 @@ STATISTICS = ("rank1", "auc", "eer", "tar@far=0.01", "tar@far=0.001")
 
 
 def feature_matrix(x, name: str) -> np.ndarray:
+    """``x`` as a finite float64 (images, features) array, or an error naming it."""
     x = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"{name} must be a 2-d array (images x features), got shape "
@@ -46,6 +47,7 @@ def feature_matrix(x, name: str) -> np.ndarray:
 
 
 def label_array(labels, n: int, name: str) -> np.ndarray:
+    """``labels`` as an (n,) array, one identity per row, or an error naming it."""
     labels = np.asarray(labels)
     if labels.shape != (n,):
         raise ValueError(f"{name} must have one label per row ({n}), got shape "

@@ -147,7 +147,7 @@ def identity_features(space, n_identities: int, n_per_identity: int, nuisance=1.
                            undetected=np.zeros(0, np.int64), fitted={}, pixels={},
                            responses={})
     for condition in conditions:
-        data = experiment._cached("identity-geometry", {**key, "condition": condition},
+        data = experiment.cached("identity-geometry", {**key, "condition": condition},
                                   lambda: geometry(condition))
         out.labels, out.params = data["labels"].numpy(), data["params"].numpy()
         out.fitted[condition] = data["fitted"].numpy()
@@ -170,7 +170,7 @@ def identity_features(space, n_identities: int, n_per_identity: int, nuisance=1.
                             "pretrained": bool(pretrained), "layer": layer}
             if name != "dlib-resnet":  # how its chips are filled beyond the dlib chip
                 response_key["border"] = experiment.INPUT_BORDER
-            data = experiment._cached("identity-responses", response_key, record)
+            data = experiment.cached("identity-responses", response_key, record)
             values = data["values"].double().numpy()
             out.responses[(name, bool(pretrained), condition)] = values
     return out
