@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import stats
 
 from ._validation import positive_int
 from .faces import landmarks as dlib_landmarks
@@ -100,7 +101,7 @@ def lfw_subset(factor: int = 6, max_outside: float = 0.15,
     aligned = align_shapes(points, mean)
     distance = np.linalg.norm(aligned - mean, axis=(1, 2))
     median = np.median(distance)
-    robust_sd = 1.4826 * np.median(np.abs(distance - median))
+    robust_sd = stats.median_abs_deviation(distance, scale="normal")
     for index in np.flatnonzero(distance > median + max_shape_distance * robust_sd):
         if not any(r["index"] == index for r in rejected):
             rejected.append(
