@@ -359,7 +359,8 @@ def test_check_findings_gathers_every_network():
         {"dlib-resnet": "passes", "faceres": "passes"},
         {"dlib-resnet": 0.1, "faceres": 0.2})
     assert summary["faces_compared"] == 8 and "max_relative_difference" not in summary
-    dlib_row, faceres = (summary["networks"][name] for name in ("dlib-resnet", "faceres"))
+    dlib_row = summary["networks"]["dlib-resnet"]
+    faceres = summary["networks"]["faceres"]
     assert dlib_row["reference"] == "dlib"
     assert dlib_row["max_relative_difference"] == 1e-6
     assert faceres["reference"] == "TensorFlow.js"
