@@ -16,7 +16,9 @@ import facelin
 from facelin import extract
 from facelin.datasets import lfw_subset
 from facelin.models import NETWORK_NAMES, NpmError, load_network, mirror_identification
-from facelin.models.networks import architecture, mirror_distances, mirror_verdict
+from facelin.models import checks
+from facelin.models.networks import (architecture, block_table, layer_table,
+                                     mirror_distances, mirror_verdict)
 
 SIZES = {"dlib-resnet": 150, "mobileface": 112, "faceres": 224}
 DESCRIPTOR_SIZES = {"dlib-resnet": 128, "mobileface": 256, "faceres": 1024}
@@ -182,3 +184,187 @@ def test_models_work_without_the_compiled_core(tmp_path):
     assert f"imported from {tmp_path / 'facelin' / 'models' / '__init__.py'}" in out
     assert "descriptor (1, 128)" in out
     assert "make build" in out and "pip install --no-build-isolation -e ." in out
+
+
+def test_block_table_sums_dlib_stages_per_block():
+    model = _load("dlib-resnet")
+    table = block_table(model)
+    assert table.index[0] == "stem" and table.index[-1] == "descriptor"
+    assert sum(name.endswith(".block1") for name in table.index) == 5
+    assert len(table) == 1 + 14 + 2  # stem, fourteen blocks, pool, descriptor
+    assert table["stages"].sum() == len(model.layer_names())
+    assert table.loc["stage1.block1", "output_shape"] == "(32, 35, 35)"
+    assert table.loc["descriptor", "units"] == 128
+
+
+def test_layer_table_lists_the_studied_layers(network):
+    table = layer_table(network)
+    assert table.index.tolist() == network.analysis_layers()
+    assert table.columns.tolist() == ["kind", "output shape", "units"]
+    assert table["units"].iloc[-1] == DESCRIPTOR_SIZES[network.name]
+
+
+# --------------------------------------------------------------------------------------
+# facelin.models.checks
+
+
+def test_dlib_agreement_tells_the_port_from_another_network():
+    from skimage import data
+
+    images = [data.astronaut()]
+    points = facelin.faces.landmarks(images)
+    port = checks.dlib_agreement(images, points, _load("dlib-resnet"))
+    assert port["faces_compared"] == 1 and port["chip_mean_abs_diff"] < 1
+    assert port["descriptor_max_abs_diff"] < 1e-4
+    assert port["descriptor_max_abs_diff_float64"] < 1e-6
+    assert 0 < port["max_relative_difference"] < port["descriptor_max_abs_diff"] * 100
+    # the control: untrained weights are far from dlib's descriptors
+    untrained = _load("dlib-resnet", pretrained=False)
+    other = checks.dlib_agreement(images, points, untrained)
+    assert other["descriptor_max_abs_diff"] > 1e-2
+    assert other["chip_mean_abs_diff"] == port["chip_mean_abs_diff"]
+
+
+def test_tfjs_agreement_compares_each_recorded_node(faces, monkeypatch):
+    model = _load("mobileface")
+    nodes = checks.COMPARED_NODES["mobileface"]
+    chips = model.chips(faces.images[:2], faces.landmarks[:2])
+    outputs = checks.node_outputs(model, chips, nodes)
+    # the hooks record the named node: what facelin.extract records of that layer
+    recorded = extract.record(model, chips, {model.module_name("add_8"): "all"},
+                              progress=False)
+    np.testing.assert_allclose(outputs["add_8"].reshape(2, -1),
+                               recorded.values.numpy(), rtol=1e-6, atol=1e-6)
+    assert outputs["batchnorm0/add_1"].shape == (2, 256)
+    shift = {"add_8": 1e-3}
+
+    def fake_reference(path, inputs, asked):
+        assert path == model.source and asked == nodes
+        np.testing.assert_array_equal(inputs, chips.numpy())
+        return {node: outputs[node] * (1 + shift.get(node, 0)) for node in asked}
+
+    monkeypatch.setattr(checks, "tfjs_reference", fake_reference)
+    differences = checks.tfjs_agreement(model, faces.images[:2], faces.landmarks[:2])
+    assert list(differences) == nodes
+    assert differences["add_8"] == pytest.approx(1e-3 / 1.001, rel=1e-3)
+    assert max(differences[n] for n in nodes if n != "add_8") == 0
+    assert checks.agreement_verdict(differences) == "differs"
+    shift.clear()
+    same = checks.tfjs_agreement(model, faces.images[:2], faces.landmarks[:2])
+    assert checks.agreement_verdict(same) == "reproduces TF.js"
+
+
+def test_agreement_verdict_applies_the_tolerance():
+    assert checks.agreement_verdict({"a": 1e-4, "b": 0.0}) == "reproduces TF.js"
+    assert checks.agreement_verdict({"a": 1.1e-4, "b": 0.0}) == "differs"
+    assert checks.agreement_verdict({"a": 0.01}, tolerance=0.1) == "reproduces TF.js"
+    for bad in ({}, {"a": float("nan")}, {"a": -1.0}):
+        with pytest.raises(ValueError, match="differences"):
+            checks.agreement_verdict(bad)
+
+
+class _FakeNetwork:
+    """Chips are the images themselves; descriptors are the flattened chips, made
+    mirror-symmetric when ``symmetric`` (so that every mirrored face finds itself)."""
+
+    def __init__(self, symmetric):
+        self.symmetric = symmetric
+
+    def chips(self, images, landmarks):
+        assert len(landmarks) == len(images)
+        return torch.as_tensor(np.asarray(images), dtype=torch.float32)[:, None]
+
+    def descriptors(self, chips):
+        if self.symmetric:
+            chips = chips + chips.flip(-1)
+        return chips.flatten(1)
+
+
+@pytest.fixture(scope="module")
+def fake_mirror():
+    images = np.random.default_rng(0).random((20, 6, 6))
+    networks = {"a": _FakeNetwork(True), "b": _FakeNetwork(True)}
+    controls = {"a": _FakeNetwork(False), "b": _FakeNetwork(False)}
+    return checks.mirror_table(networks, controls, images, np.zeros((20, 68, 2)))
+
+
+def test_mirror_table_rates_the_trained_network_and_its_control(fake_mirror):
+    table, distances = fake_mirror
+    assert table.index.tolist() == [("a", "trained"), ("a", "untrained"),
+                                    ("b", "trained"), ("b", "untrained")]
+    assert table.columns.tolist() == ["rank-1", "low", "high"]
+    trained = table.loc[("a", "trained")]
+    # the Wilson interval of 20 out of 20: n / (n + z^2)
+    assert trained["rank-1"] == 1 and trained["high"] == pytest.approx(1)
+    assert trained["low"] == pytest.approx(20 / (20 + 1.959964 ** 2), rel=1e-6)
+    control = table.loc[("a", "untrained")]
+    assert control["rank-1"] < 0.5 and control["low"] <= control["rank-1"]
+    assert set(distances) == set(table.index)
+    np.testing.assert_allclose(np.diag(distances["a", "trained"]), 0, atol=1e-6)
+    found, _ = checks.mirror_check(_FakeNetwork(False), np.ones((3, 4, 4)) *
+                                   np.arange(1, 4)[:, None, None] + np.eye(4),
+                                   np.zeros((3, 68, 2)))
+    assert found.dtype == bool and found.shape == (3,)
+
+
+def test_mirror_separation_and_figure(fake_mirror):
+    distances = np.full((4, 4), 0.8)
+    np.fill_diagonal(distances, 0.2)
+    assert checks.mirror_separation(distances) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="N, N"):
+        checks.mirror_separation(np.ones((3, 4)))
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure = checks.mirror_distance_figure(fake_mirror[1], ["a", "b"])
+    assert [ax.get_title() for ax in figure.axes] == ["a", "b"]
+    assert len(figure.axes[0].patches) == 4  # same and different, trained and control
+    plt.close(figure)
+
+
+def test_activity_table_is_the_mean_absolute_response(faces):
+    models = {"dlib-resnet": _load("dlib-resnet"), "mobileface": _load("mobileface")}
+    controls = {name: _load(name, pretrained=False) for name in models}
+    images, landmarks = faces.images[:2], faces.landmarks[:2]
+    table = checks.activity_table(models, controls, images, landmarks)
+    assert table.columns.tolist() == [(name, weights) for name in models
+                                      for weights in ("trained", "untrained")]
+    depth = {name: len(model.analysis_layers()) for name, model in models.items()}
+    assert len(table) == max(depth.values()) and table.index[0] == "layer 1"
+    mobileface = table["mobileface", "untrained"]
+    assert mobileface.notna().sum() == depth["mobileface"]
+    assert mobileface.iloc[depth["mobileface"]:].isna().all()
+    model = controls["mobileface"]
+    layer = model.analysis_layers()[2]
+    recorded = extract.record(model, model.chips(images, landmarks), {layer: "all"},
+                              progress=False)
+    assert mobileface.iloc[2] == pytest.approx(recorded.values.abs().mean().item(),
+                                               rel=1e-5)
+
+
+def test_check_findings_gathers_every_network():
+    import pandas as pd
+
+    dlib = {"faces_compared": 8, "chip_mean_abs_diff": 0.0, "max_relative_difference":
+            1e-6, "descriptor_max_abs_diff": 3e-7, "descriptor_max_abs_diff_float64":
+            2e-7}
+    mirror = pd.DataFrame(
+        {"rank-1": [1.0, 0.2, 0.97, 0.1], "low": [0.96, 0.1, 0.9, 0.05],
+         "high": [1.0, 0.3, 0.99, 0.2]},
+        index=pd.MultiIndex.from_product([["dlib-resnet", "faceres"],
+                                          ["trained", "untrained"]]))
+    summary = checks.check_findings(
+        dlib, {"faceres": {"x": 1e-6, "y": 3e-6}}, mirror,
+        {"dlib-resnet": "passes", "faceres": "passes"},
+        {"dlib-resnet": 0.1, "faceres": 0.2})
+    assert summary["faces_compared"] == 8 and "max_relative_difference" not in summary
+    dlib_row = summary["networks"]["dlib-resnet"]
+    faceres = summary["networks"]["faceres"]
+    assert dlib_row["reference"] == "dlib"
+    assert dlib_row["max_relative_difference"] == 1e-6
+    assert faceres["reference"] == "TensorFlow.js"
+    assert faceres["max_relative_difference"] == 3e-6
+    assert faceres["mirror_rank1"] == 0.97 and faceres["control_mirror_rank1"] == 0.1
+    assert faceres["mirror_rank1_interval"] == [0.9, 0.99]
+    assert faceres["mirror_to_different_distance"] == 0.2

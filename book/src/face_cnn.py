@@ -29,16 +29,13 @@
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
-from scipy import stats
 from skimage import data
 
 from facelin import faces, findings
 from facelin.datasets import lfw_subset
-from facelin.models import NETWORK_NAMES, dlib_reference_descriptors, load_network
-from facelin.models.networks import (architecture, mirror_distances,
-                                     mirror_identification, mirror_verdict)
-from facelin.models.tfjs import TOLERANCE, relative_difference, tfjs_reference
+from facelin.models import NETWORK_NAMES, checks, load_network
+from facelin.models.networks import (architecture, block_table, layer_table,
+                                     mirror_verdict)
 
 plt.rcParams["figure.dpi"] = 80
 networks = {name: load_network(name) for name in NETWORK_NAMES}
@@ -61,17 +58,11 @@ pd.DataFrame({name: architecture(model) for name, model in networks.items()})
 
 # %%
 model = networks["dlib-resnet"]
-stages = pd.DataFrame(model.stage_table())
-stages["block"] = stages["stage"].str.rsplit(".", n=1).str[0]
-per_block = stages.groupby("block", sort=False).agg(
-    stages=("stage", "size"), output_shape=("output shape", "last"),
-    units=("units", "last"))
-per_block.loc["stem", "output_shape"] = str(per_block.loc["stem", "output_shape"])
-per_block
+block_table(model)
 
 # %% tags=["nbval-check-output"]
-kinds = stages["kind"].value_counts()
-print("named stages:", len(stages))
+kinds = pd.Series([row["kind"] for row in model.stage_table()]).value_counts()
+print("named stages:", kinds.sum())
 print("convolutions:", kinds["Conv2d"], "| affine:", kinds["Affine"], "| ReLU:",
       kinds["ReLU"], "| residual sums:", kinds["ZeroPadAdd"])
 print("parameters:", sum(p.numel() for p in model.parameters()))
@@ -89,19 +80,14 @@ print("parameters:", sum(p.numel() for p in model.parameters()))
 astronaut = data.astronaut()
 lfw_indices, _ = faces.lfw_face_chips()
 images = [astronaut] + faces.upsampled_lfw(lfw_indices[:7])
-points = faces.landmarks(images)
-chips = faces.face_chips(images, points)
-dlib_chips = faces.dlib_reference_chips(images, points)
-chip_difference = (chips - dlib_chips).abs().mean().item()
-reference = dlib_reference_descriptors(images, points)
-difference32 = np.abs(model(chips).numpy() - reference).max()
-float64_model = load_network("dlib-resnet").double()
-difference64 = np.abs(float64_model(chips.double()).numpy() - reference).max()
+dlib = checks.dlib_agreement(images, faces.landmarks(images), model)
 
 # %% tags=["nbval-check-output"]
-print(f"faces compared: {len(images)}")
-print("chips, mean abs difference < 1 grey level:", chip_difference < 1)
-print("descriptors, float32, max abs difference < 1e-4:", difference32 < 1e-4)
+difference64 = dlib["descriptor_max_abs_diff_float64"]
+print(f"faces compared: {dlib['faces_compared']}")
+print("chips, mean abs difference < 1 grey level:", dlib["chip_mean_abs_diff"] < 1)
+print("descriptors, float32, max abs difference < 1e-4:",
+      dlib["descriptor_max_abs_diff"] < 1e-4)
 print("descriptors, float64, max abs difference < 1e-6:", difference64 < 1e-6)
 print(f"float64 difference, order of magnitude: "
       f"1e{int(np.floor(np.log10(difference64)))}")
@@ -122,13 +108,7 @@ print(f"float64 difference, order of magnitude: "
 # output, `batchnorm0_add_1` the descriptor).
 
 # %%
-def graph_table(model):
-    """The layers studied, with the TF op that computes each and its output shape."""
-    table = pd.DataFrame(model.stage_table()).set_index("stage")
-    return table.loc[model.analysis_layers(), ["kind", "output shape", "units"]]
-
-
-graph_table(networks["mobileface"])
+layer_table(networks["mobileface"])
 
 # %% [markdown]
 # ### Agreement with TensorFlow.js
@@ -138,44 +118,22 @@ graph_table(networks["mobileface"])
 # from what TensorFlow.js computes by at most `TOLERANCE` = 1e-4 of that node's largest
 # magnitude. The reference is TensorFlow.js itself, its pure-JavaScript CPU backend run
 # under node (`tools/tfjs_reference.js`), on the first four LFW faces aligned for the
-# network.
+# network (`checks.COMPARED_NODES`).
 
 # %%
 lfw = lfw_subset()
-COMPARED_NODES = {
-    "mobileface": ["conv1", "add_8", "add_16", "batchnorm0/add_1"],
-    "faceres": ["conv1_relu/clip_by_value", "conv_pw_5_relu/clip_by_value",
-                "conv_pw_13_relu/clip_by_value", "global_pooling/Mean"],
-}
 
 
 def tfjs_agreement(name):
-    """Relative max difference of every compared node, port vs TensorFlow.js."""
-    model, nodes = networks[name], COMPARED_NODES[name]
-    chips = model.chips(lfw.images[:4], lfw.landmarks[:4])
-    reference = tfjs_reference(model.source, chips.numpy(), nodes)
-    recorded = {}
-    hooks = [model.get_submodule(model.module_name(node)).register_forward_hook(
-        lambda m, i, out, node=node: recorded.__setitem__(node, out.numpy()))
-        for node in nodes]
-    with torch.no_grad():
-        model(chips)
-    for hook in hooks:
-        hook.remove()
-    return {node: relative_difference(recorded[node], reference[node])
-            for node in nodes}
+    return checks.tfjs_agreement(networks[name], lfw.images[:4], lfw.landmarks[:4])
 
 
 agreement = {"mobileface": tfjs_agreement("mobileface")}
 pd.Series(agreement["mobileface"], name="relative max difference").to_frame()
 
 # %% tags=["nbval-check-output"]
-def agreement_verdict(differences):
-    return "reproduces TF.js" if max(differences.values()) <= TOLERANCE else "differs"
-
-
 print("mobileface, all compared nodes within 1e-4:",
-      agreement_verdict(agreement["mobileface"]))
+      checks.agreement_verdict(agreement["mobileface"]))
 
 # %% [markdown]
 # ## faceres
@@ -189,7 +147,7 @@ print("mobileface, all compared nodes within 1e-4:",
 # as they are; scaled to 0..1 the descriptors collapse.
 
 # %%
-graph_table(networks["faceres"])
+layer_table(networks["faceres"])
 
 # %% [markdown]
 # ### Agreement with TensorFlow.js
@@ -202,7 +160,7 @@ pd.Series(agreement["faceres"], name="relative max difference").to_frame()
 
 # %% tags=["nbval-check-output"]
 print("faceres, all compared nodes within 1e-4:",
-      agreement_verdict(agreement["faceres"]))
+      checks.agreement_verdict(agreement["faceres"]))
 
 # %% [markdown]
 # ## The same face mirrored, and different faces
@@ -218,24 +176,8 @@ print("faceres, all compared nodes within 1e-4:",
 # tell). Intervals are 95% Wilson intervals over the 100 faces.
 
 # %%
-def mirror_check(model):
-    chips = model.chips(lfw.images, lfw.landmarks)
-    distances = mirror_distances(model.descriptors(chips),
-                                 model.descriptors(chips.flip(-1)))
-    found = distances.argmin(axis=1) == np.arange(len(distances))
-    return found, distances
-
-
-rows, distance_sets = [], {}
-for name in NETWORK_NAMES:
-    for label, model in (("trained", networks[name]), ("untrained", controls[name])):
-        found, distances = mirror_check(model)
-        interval = stats.binomtest(int(found.sum()), len(found)).proportion_ci(
-            method="wilson")
-        rows.append({"network": name, "weights": label, "rank-1": found.mean(),
-                     "low": interval.low, "high": interval.high})
-        distance_sets[name, label] = distances
-mirror = pd.DataFrame(rows).set_index(["network", "weights"])
+mirror, distance_sets = checks.mirror_table(networks, controls, lfw.images,
+                                            lfw.landmarks)
 mirror.round(3)
 
 # %% tags=["nbval-check-output"]
@@ -251,48 +193,16 @@ for name in NETWORK_NAMES:
 # face to the 99 other faces.
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
-for ax, name in zip(axes, NETWORK_NAMES):
-    for label, style in (("trained", "-"), ("untrained", ":")):
-        distances = distance_sets[name, label]
-        same = np.diag(distances)
-        different = distances[~np.eye(len(distances), dtype=bool)]
-        bins = np.linspace(0, max(different.max(), same.max()), 40)
-        ax.hist(different, bins, density=True, histtype="step", linestyle=style,
-                color="grey", label=f"different faces ({label})")
-        ax.hist(same, bins, density=True, histtype="step", linestyle=style,
-                color="C3", label=f"same face mirrored ({label})")
-    ax.set_title(name)
-    ax.set_xlabel("cosine distance (centred)")
-axes[0].set_ylabel("density")
-axes[0].legend(fontsize=7)
-plt.tight_layout()
+checks.mirror_distance_figure(distance_sets, NETWORK_NAMES)
 plt.show()
 
 # %% tags=["nbval-check-output"]
 separation = {}
 for name in NETWORK_NAMES:
-    distances = distance_sets[name, "trained"]
-    different = distances[~np.eye(len(distances), dtype=bool)]
-    separation[name] = float(np.median(np.diag(distances)) / np.median(different))
+    separation[name] = checks.mirror_separation(distance_sets[name, "trained"])
     print(f"{name}: median mirror distance / median different-face distance "
           f"{separation[name]:.3g}")
-summary = {"faces_compared": len(images),
-           "descriptor_max_abs_diff": float(difference32),
-           "descriptor_max_abs_diff_float64": float(difference64),
-           "chip_mean_abs_diff": chip_difference,
-           "networks": {name: {
-               "reference": "dlib" if name == "dlib-resnet" else "TensorFlow.js",
-               "max_relative_difference": (float(difference32 / np.abs(reference).max())
-                                           if name == "dlib-resnet"
-                                           else max(agreement[name].values())),
-               "mirror_rank1": mirror.loc[(name, "trained"), "rank-1"],
-               "mirror_rank1_interval": [mirror.loc[(name, "trained"), "low"],
-                                         mirror.loc[(name, "trained"), "high"]],
-               "control_mirror_rank1": mirror.loc[(name, "untrained"), "rank-1"],
-               "mirror_verdict": verdicts[name],
-               "mirror_to_different_distance": separation[name]}
-               for name in NETWORK_NAMES}}
+summary = checks.check_findings(dlib, agreement, mirror, verdicts, separation)
 findings_file = findings.save("face_cnn", summary)
 
 # %% [markdown]
@@ -316,21 +226,5 @@ findings_file = findings.save("face_cnn", summary)
 # not depend on a layer's scale (explained variance, correlations, ranks).
 
 # %%
-def mean_activity(model, n_faces=8):
-    """Mean absolute response of each studied layer to the first LFW faces."""
-    chips = model.chips(lfw.images[:n_faces], lfw.landmarks[:n_faces])
-    means = {}
-    hooks = [model.get_submodule(layer).register_forward_hook(
-        lambda m, i, out, layer=layer: means.__setitem__(layer, out.abs().mean().item())
-    ) for layer in model.analysis_layers()]
-    model.descriptors(chips)
-    for hook in hooks:
-        hook.remove()
-    return [f"{means[layer]:.2g}" for layer in model.analysis_layers()]
-
-
-activity = pd.DataFrame({
-    (name, label): pd.Series(mean_activity(model))
-    for name in NETWORK_NAMES
-    for label, model in (("trained", networks[name]), ("untrained", controls[name]))})
-activity.fillna("").rename(index=lambda i: f"layer {i + 1}")
+activity = checks.activity_table(networks, controls, lfw.images[:8], lfw.landmarks[:8])
+activity.map(lambda value: "" if np.isnan(value) else f"{value:.2g}")

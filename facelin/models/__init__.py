@@ -2,8 +2,9 @@
 
 Modules: `networks` (the face networks studied, `load_network`: (N, 3, S, S) RGB chips,
 0..255 -> (N, D) descriptors), `dlib_resnet` and `dlib_format` (dlib's ResNet and its
-file format), `tfjs` and `tfjs_ops` (TF.js graph models and their ops) and `npm` (the
-model files and TensorFlow.js, fetched with npm).
+file format), `tfjs` and `tfjs_ops` (TF.js graph models and their ops), `npm` (the
+model files and TensorFlow.js, fetched with npm) and `checks` (agreement with the
+reference implementations, mirror identification).
 """
 from .dlib_format import DlibFormatError, read_dlib_network
 from .dlib_resnet import DlibResNet, dlib_reference_descriptors, load_dlib_resnet

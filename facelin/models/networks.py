@@ -34,7 +34,8 @@ from .tfjs_ops import Convolution, Dense, Elementwise, PRelu
 
 __all__ = ["NETWORK_NAMES", "FaceNetwork", "DlibNetwork", "TFJSNetwork", "load_network",
            "mirror_identification", "mirror_distances", "mirror_verdict",
-           "architecture", "MIRROR_RANK1", "PRELU_INITIAL_SLOPE"]
+           "architecture", "block_table", "layer_table", "MIRROR_RANK1",
+           "PRELU_INITIAL_SLOPE"]
 
 NETWORK_NAMES = ("dlib-resnet", "mobileface", "faceres")
 PRELU_INITIAL_SLOPE = 0.25
@@ -248,6 +249,31 @@ def architecture(model) -> dict:
             "dense layers": dense,
             "parameters": sum(p.numel() for p in model.parameters()),
             "descriptor": units[model.descriptor_layer]}
+
+
+def block_table(model):
+    """dlib's ResNet block by block: a DataFrame indexed by block (``stem``,
+    ``stage1.block1``, ...), with the number of named ``stages`` in the block and the
+    ``output_shape`` and ``units`` of its last stage."""
+    import pandas as pd
+
+    stages = pd.DataFrame(model.stage_table())
+    stages["block"] = stages["stage"].str.rsplit(".", n=1).str[0]
+    table = stages.groupby("block", sort=False).agg(
+        stages=("stage", "size"), output_shape=("output shape", "last"),
+        units=("units", "last"))
+    table["output_shape"] = table["output_shape"].astype(str)
+    return table
+
+
+def layer_table(model):
+    """The layers a network's analyses study (``analysis_layers()``, in order): a
+    DataFrame indexed by layer name with the ``kind`` of op that computes each, its
+    ``output shape`` and ``units``."""
+    import pandas as pd
+
+    table = pd.DataFrame(model.stage_table()).set_index("stage")
+    return table.loc[model.analysis_layers(), ["kind", "output shape", "units"]]
 
 
 def mirror_distances(descriptors, mirrored) -> np.ndarray:
