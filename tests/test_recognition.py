@@ -519,3 +519,170 @@ def test_compare_routes(small_identity_features):
         rec.recognition_routes(features, np.ones(len(features.labels), bool), space)
     with pytest.raises(KeyError, match="no responses"):
         rec.recognition_routes(features, fitting, space, "other-net")
+
+
+CHAPTER_ROUTES = ("CNN", "untrained CNN", "pixels (PCA)", "decoded params",
+                  *rec.IMAGE_ROUTES, *rec.GIVEN_PARAMETER_ROUTES)
+
+
+def made_up_comparison(spreads=None, n_ids=20, per_id=3, seed=0):
+    """Every chapter route on clustered features (the same identities, each route with
+    its own spread around them), scored by `score_routes`."""
+    spreads = {"untrained CNN": 3.0, "pixels (PCA)": 2.0, **(spreads or {})}
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_ids, 6))
+    labels = np.repeat(np.arange(n_ids), per_id)
+    fitting = rec.split_identities(labels, 0.5, seed=seed)
+    routes = {}
+    for name in CHAPTER_ROUTES:
+        x = centres[labels] + spreads.get(name, 0.3) * rng.normal(size=(len(labels), 6))
+        routes[name] = (x[fitting], x[~fitting])
+    return rec.score_routes(routes, labels, fitting, n_resamples=40, seed=seed), labels
+
+
+def test_score_routes_chooses_on_fitting_and_pairs_with_the_cnn():
+    comparison, labels = made_up_comparison()
+    results = comparison.results
+    assert list(results.index) == list(CHAPTER_ROUTES)
+    assert (results.gallery == 10).all() and (results.probes == 20).all()
+    assert results.loc["CNN", "rank1_diff"] == 0 and len(comparison.labels) == 30
+    np.testing.assert_array_equal(labels[comparison.rows], comparison.labels)
+    chosen = comparison.distances[comparison.distances.chosen].set_index("route")
+    assert results.distance.equals(chosen.loc[results.index, "distance"])
+    # the controls are far noisier than the CNN: their paired differences are large
+    assert (results.loc[["untrained CNN", "pixels (PCA)"], "rank1_diff_low"] > 0.2).all()
+    with pytest.raises(ValueError, match="must mark"):
+        rec.score_routes({}, labels, np.ones(3, bool))
+
+
+def test_summary_and_distance_tables():
+    comparison, _ = made_up_comparison()
+    row = comparison.results.loc["pixels (PCA)"]
+    assert rec.interval_text(row, "auc") == (
+        f"{row.auc:.3f} [{row.auc_low:.3f}, {row.auc_high:.3f}]")
+    assert rec.interval_text({"x": 0.5, "x_low": 0.25, "x_high": 1}, "x", 1) == (
+        "0.5 [0.2, 1.0]")
+    summary = rec.summary_table(comparison.results)
+    assert list(summary.index) == list(CHAPTER_ROUTES)
+    assert list(summary.columns[:4]) == ["distance", "gallery", "rank1",
+                                         "CNN - route, rank1"]
+    assert summary.shape[1] == 2 + 2 * len(rec.STATISTICS)
+    assert summary.loc["CNN", "CNN - route, eer"] == "0.000 [0.000, 0.000]"
+    wide = rec.rank1_by_distance(comparison)
+    assert list(wide.index) == list(CHAPTER_ROUTES)
+    assert wide.shape[1] == len(rec.METRIC_OPTIONS)
+    for route, distance in comparison.results.distance.items():
+        # exactly the chosen distance is starred, with the evaluation rank-1
+        starred = [c for c in wide.columns if wide.loc[route, c].endswith(" *")]
+        assert starred == [distance]
+        rank1 = comparison.results.loc[route, "rank1"]
+        assert wide.loc[route, distance] == f"{rank1:.3f} *"
+
+
+def test_roc_figure_draws_every_route_in_every_panel():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    comparisons = {}
+    for c in rec.CONDITIONS:
+        comparisons["a", c] = made_up_comparison(seed=1)[0]
+        comparisons["b", c] = made_up_comparison(seed=2)[0]
+    fig = rec.roc_figure(comparisons, ["a", "b"])
+    axes = fig.axes
+    assert len(axes) == 4 and axes[2].get_title() == "b, given landmarks"
+    palette = rec.route_palette()
+    for ax in axes:
+        curves = [line for line in ax.get_lines() if line.get_label()[0] != "_"]
+        assert [matplotlib.colors.to_hex(line.get_color()) for line in curves] == [
+            matplotlib.colors.to_hex(palette[r]) for r in rec.SHOWN_ROUTES]
+    name, metric = "fitted params", comparisons["b", "given"].chosen["fitted params"][1]
+    x = comparisons["b", "given"].chosen[name][0]
+    auc = rec.verify(x, labels=comparisons["b", "given"].labels, metric=metric).auc
+    labels = [t.get_text() for t in axes[2].get_legend().get_texts()]
+    assert f"{name} (AUC {auc:.3f})" in labels
+    with pytest.raises(ValueError, match="at most 10"):
+        rec.route_palette([str(i) for i in range(11)])
+    matplotlib.pyplot.close("all")
+
+
+def made_up_sweep():
+    rows = []
+    for net in ("a", "b"):
+        for kind in rec.NUISANCE_KINDS:
+            for strength in (0.0, 1.0, 2.0):
+                for condition in rec.CONDITIONS:
+                    for k, route in enumerate(("CNN", "fitted params", "true params")):
+                        value = 1 - strength * (k + 1) / 10 - (net == "b") / 10
+                        rows.append({"network": net, "nuisance": kind,
+                                     "strength": strength, "condition": condition,
+                                     "route": route, "rank1": value,
+                                     "rank1_low": value - 0.05,
+                                     "rank1_high": value + 0.05})
+    return pd.DataFrame(rows)
+
+
+def test_sweep_figure_and_table():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    sweep = made_up_sweep()
+    routes = ["CNN", "fitted params", "true params"]
+    fig = rec.sweep_figure(sweep, "b", routes)
+    assert len(fig.axes) == 6 and fig.axes[4].get_title() == (
+        "jitter nuisance, detected landmarks")
+    line = fig.axes[0].get_lines()[1]  # fitted params, the second route
+    np.testing.assert_allclose(line.get_xdata(), [0, 1, 2])
+    np.testing.assert_allclose(line.get_ydata(), [0.9, 0.7, 0.5])
+    # a route keeps its colour of the ROC figure
+    assert matplotlib.colors.to_hex(line.get_color()) == matplotlib.colors.to_hex(
+        rec.route_palette()["fitted params"])
+    with pytest.raises(ValueError, match="no rows"):
+        rec.sweep_figure(sweep, "c", routes)
+    matplotlib.pyplot.close("all")
+    at = rec.sweep_rank1_at(sweep, 2)
+    assert list(at) == [(n, c) for n in ("a", "b") for c in rec.CONDITIONS]
+    table = at["b", "detected"]
+    assert list(table.columns) == list(rec.NUISANCE_KINDS)
+    assert table.loc["true params", "jitter"] == pytest.approx(1 - 0.6 - 0.1)
+    with pytest.raises(ValueError, match="no strength"):
+        rec.sweep_rank1_at(sweep, 3)
+
+
+def test_claim2_findings_round_trip(tmp_path):
+    from facelin import findings
+
+    comparisons, verdicts, reasons, best, detected_only = {}, {}, {}, {}, {}
+    for net in ("a", "b"):
+        for c in rec.CONDITIONS:
+            comparisons[net, c] = made_up_comparison(seed=3)[0]
+            best[net, c] = rec.best_route(comparisons[net, c])
+        verdicts[net], reasons[net] = rec.claim2_verdict(
+            {c: comparisons[net, c].results for c in rec.CONDITIONS})
+        detected_only[net] = comparisons[net, "detected"].on(
+            np.ones(60, bool), n_resamples=20)
+    _, labels = made_up_comparison(seed=3)
+    fitting = rec.split_identities(labels, 0.5, seed=3)
+    found = rec.claim2_findings(
+        labels=labels, fitting=fitting, undetected=np.array([4, 7]),
+        comparisons=comparisons, swapped=comparisons, detected_only=detected_only,
+        best=best, agreement={"a": {"real": (0.5, 0.4, 0.6)}},
+        sweep_at_max=rec.sweep_rank1_at(made_up_sweep(), 2), verdicts=verdicts,
+        reasons=reasons, n_per_identity=3, n_resamples=40)
+    path = findings.save("claim2_recognition", found, folder=tmp_path)
+    loaded = findings.load("claim2_recognition", folder=tmp_path)
+    assert path.parent == tmp_path
+    assert loaded["n_fitting_identities"] == loaded["n_evaluation_identities"] == 10
+    assert loaded["undetected_by_dlib"] == 2 and loaded["n_images"] == 60
+    assert set(loaded["networks"]) == {"a", "b"}
+    given = loaded["networks"]["b"]["given"]["fitted params"]
+    expected = comparisons["b", "given"].results.loc["fitted params", "rank1_diff_high"]
+    assert given["rank1_diff_high"] == pytest.approx(expected, rel=1e-3)
+    assert loaded["networks"]["a"]["best_image_route"]["given"] == best["a", "given"]
+    assert loaded["verdict"] == verdicts and loaded["verdict_rule"] == rec.VERDICT_RULE
+    assert loaded["sweep_rank1_at_max"]["b, given"]["image"]["CNN"] == pytest.approx(0.7)
+    assert loaded["real_faces_rank_correlation"]["a"]["real"] == [0.5, 0.4, 0.6]
+    with pytest.raises(ValueError, match="must mark"):
+        rec.claim2_findings(labels=labels, fitting=fitting[:5], undetected=[],
+                            comparisons={}, swapped={}, detected_only={}, best={},
+                            agreement={}, sweep_at_max={}, verdicts={}, reasons={},
+                            n_per_identity=3, n_resamples=40)

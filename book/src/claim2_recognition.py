@@ -97,13 +97,14 @@ import warnings
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
-from facelin import datasets, experiment, findings, recognition
+from facelin import datasets, experiment, figures, findings, recognition
 from facelin.facespace import default_space
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # no widgets here
 plt.rcParams["figure.dpi"] = 80
+
+# %%
 chapter_start = time.perf_counter()
 space = default_space()
 NETWORKS = experiment.NETWORKS
@@ -130,11 +131,7 @@ print(f"dlib's detector found no face in {len(undetected)} of {len(labels)} imag
 # %%
 ids = datasets.identity_set(space, 4, N_PER_IDENTITY, nuisance=1.0, seed=0,
                             margin=recognition.MARGIN)
-fig, axes = plt.subplots(4, N_PER_IDENTITY, figsize=(N_PER_IDENTITY * 1.6, 4 * 1.6))
-for ax, image in zip(axes.flat, ids.images):
-    ax.imshow(image, cmap="gray", vmin=0, vmax=255)
-    ax.axis("off")
-fig.tight_layout()
+fig = figures.image_grid(ids.images, 4, N_PER_IDENTITY)
 
 # %% [markdown]
 # ## Every route on the evaluation identities
@@ -147,25 +144,9 @@ fig.tight_layout()
 comparisons = {(net, condition): recognition.compare_routes(
     features[net], fitting, space, net, condition, n_resamples=N_RESAMPLES)
     for net in NETWORKS for condition in recognition.CONDITIONS}
-
-
-def interval(row, stat, digits=3):
-    return (f"{row[stat]:.{digits}f} [{row[f'{stat}_low']:.{digits}f}, "
-            f"{row[f'{stat}_high']:.{digits}f}]")
-
-
-def summary(table):
-    out = pd.DataFrame({"distance": table["distance"], "gallery": table["gallery"]})
-    for stat in recognition.STATISTICS:
-        out[stat] = [interval(row, stat) for _, row in table.iterrows()]
-        out[f"CNN - route, {stat}"] = [interval(row, f"{stat}_diff")
-                                       for _, row in table.iterrows()]
-    return out
-
-
 for (net, condition), comparison in comparisons.items():
     print(f"{net}, {condition} landmarks")
-    display(summary(comparison.results))
+    display(recognition.summary_table(comparison.results))
 
 # %% [markdown]
 # The headline: for each network and condition, the CNN, the best route that starts from
@@ -192,12 +173,8 @@ for (net, condition), comparison in comparisons.items():
 
 # %%
 for (net, condition), comparison in comparisons.items():
-    table = comparison.distances.copy()
-    table["rank1"] = [f"{r:.3f}{' *' if c else ''}" for r, c in zip(table.rank1,
-                                                                     table.chosen)]
     print(f"{net}, {condition} landmarks")
-    display(table.pivot(index="route", columns="distance", values="rank1").loc[
-        comparison.results.index])
+    display(recognition.rank1_by_distance(comparison))
 
 # %% [markdown]
 # ## The verdict
@@ -250,7 +227,7 @@ for net, table in detected_only.items():
     gallery = int(table.loc["CNN", "gallery"])
     print(f"{net}, detected faces only (gallery of {gallery}): rank-1 CNN "
           f"{table.loc['CNN', 'rank1']:.3g}, {route} {table.loc[route, 'rank1']:.3g}, "
-          f"CNN - route {interval(table.loc[route], 'rank1_diff', 3)}")
+          f"CNN - route {recognition.interval_text(table.loc[route], 'rank1_diff')}")
 
 # %% [markdown]
 # ## ROC curves
@@ -259,25 +236,7 @@ for net, table in detected_only.items():
 # 1e-2, 1e-3) are visible; one panel per network and landmark condition.
 
 # %%
-shown = ["CNN", "untrained CNN", "pixels (PCA)", "decoded params", "fitted params",
-         "encoded (fitted-param fit)", "true params"]
-palette = dict(zip(shown, sns.color_palette("tab10", len(shown))))
-fig, axes = plt.subplots(len(NETWORKS), 2, figsize=(11, 4.2 * len(NETWORKS)),
-                         squeeze=False)
-for row, net in zip(axes, NETWORKS):
-    for ax, condition in zip(row, recognition.CONDITIONS):
-        comparison = comparisons[net, condition]
-        for name in shown:
-            x, metric, _ = comparison.chosen[name]
-            v = recognition.verify(x, labels=comparison.labels, metric=metric)
-            ax.plot(np.maximum(v.far, 1e-6), v.tar, color=palette[name], lw=1.4,
-                    label=f"{name} (AUC {v.auc:.3f})")
-        for far in (1e-2, 1e-3):
-            ax.axvline(far, color="grey", lw=0.5, ls=":")
-        ax.set(xscale="log", xlim=(1e-5, 1), ylim=(0, 1.01), xlabel="false-accept rate",
-               ylabel="true-accept rate", title=f"{net}, {condition} landmarks")
-        ax.legend(fontsize=7, loc="lower right")
-fig.tight_layout()
+fig = recognition.roc_figure(comparisons, NETWORKS)
 
 # %% [markdown]
 # ## Accuracy as the nuisance grows
@@ -297,35 +256,15 @@ sweep = pd.concat([recognition.nuisance_sweep(
     space, net, SWEEP_STRENGTHS, SWEEP_IDENTITIES, SWEEP_PER_IDENTITY, seed=1,
     n_resamples=N_RESAMPLES).assign(network=net) for net in swept], ignore_index=True)
 print(f"the sweep runs on {', '.join(swept)}")
-routes = [r for r in shown if r != "untrained CNN"]
+routes = [r for r in recognition.SHOWN_ROUTES if r != "untrained CNN"]
 for net in swept:
-    fig, axes = plt.subplots(2, 3, figsize=(12, 7), sharex=True, sharey=True)
-    for ax_row, condition in zip(axes, recognition.CONDITIONS):
-        for ax, kind in zip(ax_row, ("image", "jitter", "both")):
-            part = sweep[(sweep.network == net) & (sweep.condition == condition)
-                         & (sweep.nuisance == kind)]
-            for name in routes:
-                line = part[part.route == name].sort_values("strength")
-                ax.plot(line.strength, line.rank1, "o-", ms=3, color=palette[name],
-                        label=name)
-                ax.fill_between(line.strength, line.rank1_low, line.rank1_high,
-                                color=palette[name], alpha=0.15, lw=0)
-            ax.set(title=f"{kind} nuisance, {condition} landmarks", ylim=(0, 1.02))
-    for ax in axes[-1]:
-        ax.set_xlabel("nuisance strength (1 = default)")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("rank-1 identification")
-    axes[0, 0].legend(fontsize=7, loc="lower left")
-    fig.suptitle(net)
-    fig.tight_layout()
+    fig = recognition.sweep_figure(sweep, net, routes)
 
 # %%
-at_max = sweep[sweep.strength == max(SWEEP_STRENGTHS)]
-for (net, condition), part in at_max.groupby(["network", "condition"], sort=False):
+at_max = recognition.sweep_rank1_at(sweep, max(SWEEP_STRENGTHS))
+for (net, condition), table in at_max.items():
     print(f"rank-1 at strength {max(SWEEP_STRENGTHS)}, {net}, {condition} landmarks:")
-    table = part.pivot(index="route", columns="nuisance", values="rank1").loc[routes]
-    print(table[["image", "jitter", "both"]].to_string(
-        float_format=lambda v: f"{v:.3g}"))
+    print(table.loc[routes].to_string(float_format=lambda v: f"{v:.3g}"))
 
 # %% [markdown]
 # ## Real faces
@@ -408,32 +347,10 @@ for net in NETWORKS:
 # network, whether the linear route orders real faces as the CNN does.
 
 # %%
-def route_findings(table):
-    return {route: row.to_dict() for route, row in table.iterrows()}
-
-
-findings.save("claim2_recognition", {
-    "n_fitting_identities": int(len(np.unique(labels[fitting]))),
-    "n_evaluation_identities": int(len(np.unique(labels[~fitting]))),
-    "n_per_identity": N_PER_IDENTITY, "n_resamples": N_RESAMPLES,
-    "undetected_by_dlib": int(len(undetected)), "n_images": int(len(labels)),
-    "networks": {net: {
-        **{c: route_findings(comparisons[net, c].results)
-           for c in recognition.CONDITIONS},
-        "detected_faces_only": route_findings(detected_only[net]),
-        "swapped_split": {c: route_findings(swapped[net, c].results)
-                          for c in recognition.CONDITIONS},
-        "best_image_route": {c: best[net, c] for c in recognition.CONDITIONS},
-    } for net in NETWORKS},
-    "real_faces_rank_correlation": {net: {k: list(v) for k, v in values.items()}
-                                    for net, values in agreement.items()},
-    "sweep_rank1_at_max": {
-        f"{net}, {c}": part.pivot(index="route", columns="nuisance",
-                                  values="rank1").to_dict()
-        for (net, c), part in at_max.groupby(["network", "condition"])},
-    "margins": recognition.MARGINS,
-    "verdict": verdicts, "verdict_reason": reasons,
-    "verdict_rule": recognition.VERDICT_RULE,
-})
+findings.save("claim2_recognition", recognition.claim2_findings(
+    labels=labels, fitting=fitting, undetected=undetected, comparisons=comparisons,
+    swapped=swapped, detected_only=detected_only, best=best, agreement=agreement,
+    sweep_at_max=at_max, verdicts=verdicts, reasons=reasons,
+    n_per_identity=N_PER_IDENTITY, n_resamples=N_RESAMPLES))
 elapsed = time.perf_counter() - chapter_start
 print(f"chapter executed in {elapsed:.0f} s")

@@ -15,13 +15,16 @@ units, responses predicted from face parameters, the parameters themselves, or p
 - :func:`identity_features` / :func:`recognition_routes`: synthetic identities under two
   landmark conditions, recorded once and cached; :func:`nuisance_sweep`.
 - :func:`lfw_pairs_protocol`: LFW's standard 10-fold protocol for any extractor.
+- :func:`summary_table`, :func:`roc_figure`, :func:`sweep_figure`,
+  :func:`claim2_findings`: the chapter's tables, figures and findings.
 """
 from .lfw import *  # noqa: F401,F403
 from .metrics import *  # noqa: F401,F403
+from .report import *  # noqa: F401,F403
 from .resample import *  # noqa: F401,F403
 from .routes import *  # noqa: F401,F403
 from .verdict import *  # noqa: F401,F403
-from . import lfw, metrics, resample, routes, verdict
+from . import lfw, metrics, report, resample, routes, verdict
 
 __all__ = (metrics.__all__ + resample.__all__ + verdict.__all__ + routes.__all__
-           + lfw.__all__)
+           + report.__all__ + lfw.__all__)

@@ -15,8 +15,9 @@ from .resample import bootstrap, metric_table
 from .verdict import CONDITIONS, IMAGE_ROUTES
 
 __all__ = ["MARGIN", "PIXEL_STEP", "IdentityFeatures", "identity_features",
-           "recognition_routes", "Comparison", "compare_routes", "nuisance_sweep",
-           "best_route", "real_face_agreement", "chip_landmarks", "detected_landmarks"]
+           "recognition_routes", "Comparison", "compare_routes", "score_routes",
+           "nuisance_sweep", "best_route", "real_face_agreement", "chip_landmarks",
+           "detected_landmarks"]
 
 
 def detected_landmarks(images, fallback_box) -> tuple[np.ndarray, np.ndarray]:
@@ -290,16 +291,32 @@ def compare_routes(features: IdentityFeatures, fitting: np.ndarray, space,
     identities (:func:`metric_table`), and every route scored on the evaluation
     identities with bootstrap intervals and paired differences from the CNN
     (:func:`bootstrap`)."""
-    fitting = np.asarray(fitting, dtype=bool)
     routes = recognition_routes(features, fitting, space, network, condition)
-    table, chosen = metric_table(routes, features.labels[fitting],
-                                 features.labels[~fitting])
-    labels = features.labels[~fitting]
+    return score_routes(routes, features.labels, fitting, statistics, n_resamples,
+                        seed)
+
+
+def score_routes(routes: dict, labels, fitting, statistics: Sequence[str] = STATISTICS,
+                 n_resamples: int = 1000, seed: int = 0) -> Comparison:
+    """Each route's distance chosen on the fitting identities (:func:`metric_table`),
+    and every route scored on the evaluation identities with bootstrap intervals and
+    paired differences from the ``CNN`` route (:func:`bootstrap`).
+
+    routes : name -> (fitting rows (n_f, d), evaluation rows (n_e, d)), as
+        :func:`recognition_routes` gives them, one of them ``CNN``; labels : (n,)
+        identity of every image; fitting : (n,) bool, True for the n_f fitting images.
+    """
+    labels = np.asarray(labels)
+    fitting = np.asarray(fitting, dtype=bool)
+    if fitting.shape != labels.shape:
+        raise ValueError(f"fitting {fitting.shape} must mark the labels {labels.shape}")
+    table, chosen = metric_table(routes, labels[fitting], labels[~fitting])
+    evaluation = labels[~fitting]
     results = bootstrap({name: (x, metric) for name, (x, metric, _) in chosen.items()},
-                        labels, n_resamples=n_resamples, seed=seed,
+                        evaluation, n_resamples=n_resamples, seed=seed,
                         statistics=statistics)
     results.insert(0, "distance", [chosen[name][2] for name in results.index])
-    return Comparison(distances=table, chosen=chosen, labels=labels,
+    return Comparison(distances=table, chosen=chosen, labels=evaluation,
                       rows=np.flatnonzero(~fitting), results=results)
 
 
