@@ -430,8 +430,8 @@ for (net, name), decoded in decoded_stimuli.items():
 
 # %%
 for net in NETWORKS:
-    plots.reconstruction_figure(net, stim.chips, {
-        name: chips for (owner, name), chips in reconstructions.items() if owner == net})
+    own = {name: chips for (of, name), chips in reconstructions.items() if of == net}
+    plots.reconstruction_figure(net, stim.chips, own)
     plt.show()
 
 # %% tags=["nbval-check-output"]
