@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
 from . import linalg
@@ -33,6 +34,7 @@ __all__ = [
     "CeilingResult",
     "encoding_ceiling",
     "ceiling_ratio",
+    "ratio_table",
     "KERNEL_ALPHAS",
     "BANDWIDTHS",
 ]
@@ -164,3 +166,21 @@ def ceiling_ratio(linear_ev, reference_ev, n_boot: int = 1000, seed: int = 0):
     )
     low, high = interval(draws)
     return float(linear.mean() / reference.mean()), low, high
+
+
+def ratio_table(units: pd.DataFrame, by: Sequence[str] = ("network", "layer", "model")
+                ) -> pd.DataFrame:
+    """:func:`ceiling_ratio` per group of ``units`` (one row per unit with the columns
+    ``by``, ``linear`` and ``reference`` EV), groups in their first order. One row per
+    group: the ``by`` columns, ``units``, the mean ``linear`` and ``reference`` EV, the
+    ``ratio`` and its 95% interval ``low``, ``high``."""
+    missing = {*by, "linear", "reference"} - set(units.columns)
+    if missing:
+        raise ValueError(f"units lacks the columns {sorted(missing)}")
+    rows = []
+    for key, part in units.groupby(list(by), sort=False):
+        ratio, low, high = ceiling_ratio(part.linear, part.reference)
+        rows.append({**dict(zip(by, key)), "units": len(part),
+                     "linear": part.linear.mean(), "reference": part.reference.mean(),
+                     "ratio": ratio, "low": low, "high": high})
+    return pd.DataFrame(rows)

@@ -19,7 +19,8 @@ from . import __version__, cache, experiment
 from .datasets import Nuisance, identity_set
 from .facespace import FaceSpace
 
-__all__ = ["NuisanceRenders", "nuisance_renders", "record", "detect", "IMAGE_NUISANCE"]
+__all__ = ["NuisanceRenders", "nuisance_renders", "record", "record_nuisance",
+           "reconstruct", "detect", "IMAGE_NUISANCE"]
 
 CACHE_FORMAT = 1
 # Image nuisance only: the face's parameters stay fixed, so every render of a face is
@@ -156,6 +157,34 @@ def record(
         "seed": seed,
     }
     return _cached("claim1-responses", key, compute)
+
+
+def record_nuisance(
+    renders: NuisanceRenders, layers, network: str = "dlib-resnet",
+    pretrained: bool = True
+) -> dict:
+    """:func:`record` of ``layers`` for the clean renders of ``renders`` and for their
+    nuisance renders, the latter cut with the landmarks of the face's clean render (no
+    realignment: pose changes stand for alignment errors). ``{"clean": {layer: (faces,
+    units)}, "nuisance": {layer: (renders, units)}}``."""
+    moved = renders.clean_landmarks[renders.faces]
+    return {
+        "clean": record(renders.clean_chips, renders.clean_landmarks, layers, network,
+                        pretrained=pretrained),
+        "nuisance": record(renders.chips, moved, layers, network,
+                           pretrained=pretrained),
+    }
+
+
+def reconstruct(space: FaceSpace, decoded, reference_params):
+    """Faces rendered from decoded normalised parameters (n, d), normalised against
+    ``reference_params`` (the stimuli's raw parameters): ``(chips (n, 3, S, S) uint8,
+    landmarks (n, 68, 2))``."""
+    decoded = np.asarray(decoded, dtype=np.float64)
+    if decoded.ndim != 2 or not np.isfinite(decoded).all():
+        raise ValueError("decoded must be a finite 2-d array (faces x parameters)")
+    images, marks = space.synthesize(space.denormalize(decoded, reference_params))
+    return experiment.to_chips(images), marks
 
 
 def detect(chips, upsample: int = 1):

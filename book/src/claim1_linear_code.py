@@ -7,8 +7,8 @@
 # population as `x = B r + c`, as Chang & Tsao (2017) found for face cells of macaque
 # inferotemporal cortex.
 #
-# **The protocol** (Chang & Tsao's, see the [introduction](intro.ipynb)): 2,000 faces drawn
-# at random in the 50-d space built from real faces (each dimension from a normal
+# **The protocol** (Chang & Tsao's, see the [introduction](intro.ipynb)): 2,000 faces
+# drawn at random in the 50-d space built from real faces (each dimension from a normal
 # distribution with the standard deviation of its component), shown to each network as
 # its aligned input chips. The parameters are normalised as in their analysis code.
 # Encoding is scored per unit, decoding per parameter dimension, both by explained
@@ -45,14 +45,13 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import seaborn as sns
 import torch
-from scipy.spatial.distance import cdist, pdist
 
-from facelin import (bootstrap, ceiling, encoding, experiment, faces, findings,
-                     renders)
+from facelin import bootstrap, ceiling, encoding, experiment, faces, findings, renders
+from facelin.encoding import plots
 
+# %%
 started = time.time()
 N_FACES = 2000  # Chang & Tsao's number of stimuli
 N_NUISANCE_FACES, N_VERSIONS = 300, 4  # new faces, nuisance renders of each
@@ -93,19 +92,12 @@ print(encoding.verdict_rule(**RULE))
 stim = experiment.stimuli(N_FACES, progress=False)
 params = torch.from_numpy(stim.normalized)
 n_shape = stim.space.n_shape
-populations = {(net, trained): experiment.population(stim, net, pretrained=trained,
-                                                     progress=False)
-               for net in NETWORKS for trained in (True, False)}
-
-
-def chapter_layers(net):
-    deep = experiment.deep_layers(net)
-    rest = [name for name in experiment.analysis_layers(net) if name not in deep]
-    spread = np.linspace(0, len(rest) - 1, 4).round().astype(int)
-    return [rest[i] for i in spread] + deep
-
-
-layers = {net: chapter_layers(net) for net in NETWORKS}
+# per network, the responses the chapter compares: trained and untrained weights
+models = {net: {name: experiment.population(stim, net, pretrained=name == "trained",
+                                            progress=False)
+                for name in ("trained", "untrained")} for net in NETWORKS}
+layers = {net: encoding.spread_layers(experiment.analysis_layers(net),
+                                      experiment.deep_layers(net)) for net in NETWORKS}
 pixel_map = encoding.PixelPCA(512).fit(stim.chips)
 pixels = pixel_map.transform(stim.chips)
 nuisance = renders.nuisance_renders(stim.space, N_NUISANCE_FACES, N_VERSIONS)
@@ -113,39 +105,16 @@ nuisance_params = torch.from_numpy(stim.space.normalize(nuisance.params,
                                                         reference=stim.params))
 
 # %%
-fig, axes = plt.subplots(2, 8, figsize=(14, 3.8))
-for k, ax in enumerate(axes[0]):
-    ax.imshow(stim.chips[k].permute(1, 2, 0).numpy())
-for k, ax in enumerate(axes[1]):
-    face, version = divmod(k, N_VERSIONS + 1)
-    chip = nuisance.clean_chips[face] if version == 0 else \
-        nuisance.chips[face * N_VERSIONS + version - 1]
-    ax.imshow(chip.permute(1, 2, 0).numpy())
-    ax.set_title("clean" if version == 0 else f"render {version}", fontsize=9)
-for ax in axes.flat:
-    ax.axis("off")
-axes[0, 0].set_title("stimuli", loc="left")
-plt.tight_layout()
+plots.stimuli_figure(stim.chips, nuisance)
 plt.show()
 
 # %% tags=["nbval-check-output"]
 print(f"{len(stim)} stimuli x {params.shape[1]} parameters; {N_NUISANCE_FACES} new "
       f"faces x {N_VERSIONS} nuisance renders")
-for (net, trained), pop in populations.items():
-    print(f"{net} ({'trained' if trained else 'untrained'}): {pop.values.shape[1]} "
-          f"units in {len(pop.layers)} layers; followed here: {', '.join(layers[net])}")
-
-
-# %%
-def varying(r):
-    r = r.double()
-    return r[:, r.std(0) > 0]
-
-
-def models(net):
-    """The responses the chapter compares for one network: trained, untrained."""
-    return {"trained": populations[(net, True)], "untrained": populations[(net, False)]}
-
+for net, by_name in models.items():
+    for name, pop in by_name.items():
+        print(f"{net} ({name}): {pop.values.shape[1]} units in {len(pop.layers)} "
+              f"layers; followed here: {', '.join(layers[net])}")
 
 # %% [markdown]
 # ## Encoding, and how far the linear model is from a ceiling
@@ -159,38 +128,11 @@ def models(net):
 
 # %%
 shuffled_params = torch.from_numpy(experiment.shuffled(stim.normalized))
-
-
-def encoding_ev(x, responses):
-    return encoding.LinearEncoder(cv="loo").fit(x, varying(responses)).explained_variance_.numpy()
-
-
-rows = []
-for net in NETWORKS:
-    for layer in layers[net]:
-        for name, pop in models(net).items():
-            evs = encoding_ev(params, pop.layer(layer))
-            rows += [(net, layer, name, ev) for ev in evs]
-        rows += [(net, layer, "shuffled parameters", ev) for ev in
-                 encoding_ev(shuffled_params, models(net)["trained"].layer(layer))]
-encoding_table = pd.DataFrame(rows, columns=["network", "layer", "model", "ev"])
-pixel_encoding = encoding_ev(params, pixels)
+encoding_table = encoding.encoding_table(params, shuffled_params, models, layers)
+pixel_encoding = encoding.encoding_evs(params, pixels)
 
 # %%
-fig, axes = plt.subplots(len(NETWORKS), 1, figsize=(13, 4.2 * len(NETWORKS)),
-                         squeeze=False)
-for ax, net in zip(axes[:, 0], NETWORKS):
-    sns.boxplot(encoding_table[encoding_table.network == net], x="layer", y="ev",
-                hue="model", fliersize=0, ax=ax,
-                palette=["tab:blue", "tab:orange", "tab:grey"])
-    ax.axhline(np.median(pixel_encoding), color="tab:green", ls="--",
-               label="pixel PCs (median)")
-    ax.set_ylim(-0.1, 1)
-    ax.set_ylabel("encoding EV per unit (held out)")
-    ax.set_title(net, loc="left")
-    ax.tick_params(axis="x", rotation=20)
-    ax.legend(loc="upper left", ncols=4)
-plt.tight_layout()
+plots.encoding_figure(encoding_table, pixel_encoding, NETWORKS)
 plt.show()
 
 # %% [markdown]
@@ -201,17 +143,13 @@ plt.show()
 # layer.
 
 # %% tags=["nbval-check-output"]
-def ev_summary(ev):
-    median, low, high = bootstrap.median_interval(ev)
-    return f"median {median:.3g} [{low:.3g}, {high:.3g}], mean {np.mean(ev):.3g}"
-
-
 for (net, layer, model), part in encoding_table.groupby(["network", "layer", "model"],
                                                         sort=False):
-    print(f"{net} {layer}, {model}: {ev_summary(part.ev.to_numpy())}")
+    print(f"{net} {layer}, {model}: {encoding.ev_summary(part.ev.to_numpy())}")
 pixel_predictions = encoding.LinearEncoder(cv="loo").fit(params, pixels)
 weighted = encoding.pooled_explained_variance(pixels, pixel_predictions.cv_predictions_)
-print(f"pixel PCs: {ev_summary(pixel_encoding)}, variance-weighted {weighted:.3g}")
+print(f"pixel PCs: {encoding.ev_summary(pixel_encoding)}, variance-weighted "
+      f"{weighted:.3g}")
 
 # %% [markdown]
 # ### The ceiling
@@ -231,51 +169,15 @@ print(f"pixel PCs: {ev_summary(pixel_encoding)}, variance-weighted {weighted:.3g
 
 # %%
 gen = torch.Generator().manual_seed(0)
-
-
-def sample_units(r, count=CEILING_UNITS):
-    r = varying(r)
-    return r[:, torch.randperm(r.shape[1], generator=gen)[:count]]
-
-
-blocks, labels = [], []
-for net in NETWORKS:
-    for layer in layers[net]:
-        for name, pop in models(net).items():
-            blocks.append(sample_units(pop.layer(layer)))
-            labels += [(net, layer, name)] * blocks[-1].shape[1]
-blocks.append(sample_units(pixels))
-labels += [("pixels", "pixel PCs", "pixels")] * blocks[-1].shape[1]
-reference = ceiling.encoding_ceiling(params, torch.cat(blocks, dim=1), folds=CV)
-ceiling_units = pd.DataFrame(labels, columns=["network", "layer", "model"]).assign(
-    linear=reference.linear_ev, reference=reference.reference_ev)
+sampled, ceiling_units = encoding.ceiling_sample(models, layers, pixels, CEILING_UNITS,
+                                                 gen)
+reference = ceiling.encoding_ceiling(params, sampled, folds=CV)
+ceiling_units = ceiling_units.assign(linear=reference.linear_ev,
+                                     reference=reference.reference_ev)
 
 # %%
-ratio_rows = []
-for (net, layer, model), part in ceiling_units.groupby(["network", "layer", "model"],
-                                                       sort=False):
-    ratio, low, high = ceiling.ceiling_ratio(part.linear, part.reference)
-    ratio_rows.append({"network": net, "layer": layer, "model": model,
-                       "units": len(part), "linear": part.linear.mean(),
-                       "reference": part.reference.mean(), "ratio": ratio, "low": low,
-                       "high": high})
-ratios = pd.DataFrame(ratio_rows)
-fig, axes = plt.subplots(1, len(NETWORKS), figsize=(6.5 * len(NETWORKS), 4),
-                         squeeze=False)
-pixel_ratio = ratios[ratios.model == "pixels"].iloc[0]
-for ax, net in zip(axes[0], NETWORKS):
-    for model, colour in [("trained", "tab:blue"), ("untrained", "tab:orange")]:
-        part = ratios[(ratios.network == net) & (ratios.model == model)]
-        ax.errorbar(part.layer, part.ratio, yerr=[part.ratio - part.low,
-                    part.high - part.ratio], fmt="o-", capsize=3, label=model,
-                    color=colour)
-    ax.axhline(pixel_ratio.ratio, color="tab:green", ls="--", label="pixel PCs")
-    ax.axhline(RULE["ceiling_min"], color="k", lw=0.8, ls=":", label="rule (A)")
-    ax.set_ylabel("mean linear EV / mean reference EV")
-    ax.set_title(net, loc="left")
-    ax.tick_params(axis="x", rotation=70)
-    ax.legend()
-plt.tight_layout()
+ratios = ceiling.ratio_table(ceiling_units)
+plots.ceiling_ratio_figure(ratios, RULE["ceiling_min"], NETWORKS)
 plt.show()
 
 # %% tags=["nbval-check-output"]
@@ -298,15 +200,12 @@ for row in ratios.itertuples():
 
 # %% tags=["nbval-check-output"]
 for net in NETWORKS:
-    r = varying(models(net)["trained"].layer(experiment.descriptor_layer(net)))
-    plain = encoding.LinearEncoder(cv="loo").fit(params, r).explained_variance_
-    nested = encoding.LinearEncoder(cv=CV, nested=True).fit(params, r).explained_variance_
-    dec_plain = encoding.LinearDecoder(cv="loo").fit(r, params).explained_variance_
-    dec_nested = encoding.LinearDecoder(cv=CV, nested=True).fit(r, params).explained_variance_
-    print(f"{net} descriptor: encoding bias median {(plain - nested).median():.3g}, "
-          f"largest {(plain - nested).max():.3g}; decoding bias median "
-          f"{(dec_plain - dec_nested).median():.3g}, largest "
-          f"{(dec_plain - dec_nested).max():.3g}")
+    r = models[net]["trained"].layer(experiment.descriptor_layer(net))
+    bias = encoding.penalty_choice_bias(params, r, CV)
+    (enc_median, enc_max), (dec_median, dec_max) = bias["encoding"], bias["decoding"]
+    print(f"{net} descriptor: encoding bias median {enc_median:.3g}, largest "
+          f"{enc_max:.3g}; decoding bias median {dec_median:.3g}, largest "
+          f"{dec_max:.3g}")
 
 # %% [markdown]
 # ## Decoding from one layer, and from 205 units
@@ -323,51 +222,19 @@ for net in NETWORKS:
 grey = stim.chips.double().mean(1).flatten(1)
 # 1,024 random pixels stand for the pixel population (all 22,500 would need a 4 GB Gram)
 pixel_units = grey[:, torch.randperm(grey.shape[1], generator=gen)[:1024]]
-subset_rows = []
-for net in NETWORKS:
-    for layer in layers[net]:
-        for name, pop in models(net).items():
-            table = encoding.subset_decoding(pop.layer(layer), params, SUBSET_SIZE,
-                                             N_SUBSETS, cv=CV)
-            subset_rows.append(table.assign(network=net, layer=layer, model=name))
-pixel_table = encoding.subset_decoding(pixel_units, params, SUBSET_SIZE, N_SUBSETS,
-                                      cv=CV)
-subset_rows.append(pixel_table.assign(network="pixels", layer="raw pixels",
-                                      model="pixels"))
-subsets = pd.concat(subset_rows, ignore_index=True)
-
-
-def draw_summary(values):
-    low, high = np.percentile(values, [2.5, 97.5])
-    return np.median(values), low, high
-
-
-fig, axes = plt.subplots(1, len(NETWORKS), figsize=(6.5 * len(NETWORKS), 4),
-                         squeeze=False)
-pixel_subsets = subsets[subsets.model == "pixels"]
-for ax, net in zip(axes[0], NETWORKS):
-    part = subsets[subsets.network == net]
-    sns.pointplot(part, x="layer", y="identification_50", hue="model",
-                  errorbar=("pi", 95), ax=ax, palette=["tab:blue", "tab:orange"])
-    ax.axhline(pixel_subsets.identification_50.median(), color="tab:green", ls="--",
-               label="205 random pixels")
-    ax.axhline(1 / 50, color="k", ls=":", label="chance")
-    ax.set_ylabel(f"identification among 50 ({SUBSET_SIZE} units)")
-    ax.set_title(net, loc="left")
-    ax.tick_params(axis="x", rotation=70)
-    ax.legend()
-plt.tight_layout()
+subsets = encoding.subset_table(models, layers, params, pixel_units, SUBSET_SIZE,
+                                N_SUBSETS, CV)
+plots.subset_figure(subsets, SUBSET_SIZE, NETWORKS)
 plt.show()
 
 # %% tags=["nbval-check-output"]
-subset_summary = {}
-for (net, layer, model), part in subsets.groupby(["network", "layer", "model"],
-                                                sort=False):
-    stats = {c: draw_summary(part[c])
-             for c in ["mean_ev", "pooled_ev", "identification_50"]}
-    subset_summary[(net, layer, model)] = stats
-    print(f"{net} {layer}, {model} ({part.units.iloc[0]} units): " + "; ".join(
-        f"{c} {m:.3g} [{lo:.3g}, {hi:.3g}]" for c, (m, lo, hi) in stats.items()))
+subset_summary = encoding.summarise_draws(
+    subsets, ["mean_ev", "pooled_ev", "identification_50"])
+subset_units = subsets.groupby(["network", "layer", "model"], sort=False).units.first()
+for (net, layer, model), stats in subset_summary.items():
+    print(f"{net} {layer}, {model} ({subset_units[(net, layer, model)]} units): "
+          + "; ".join(f"{c} {m:.3g} [{lo:.3g}, {hi:.3g}]"
+                      for c, (m, lo, hi) in stats.items()))
 
 # %% [markdown]
 # ### The descriptor, the headline population
@@ -380,60 +247,28 @@ for (net, layer, model), part in subsets.groupby(["network", "layer", "model"],
 # for 80% correct.
 
 # %%
-def headline_decoders(net):
-    out = {name: varying(pop.layer(experiment.descriptor_layer(net)))
-           for name, pop in models(net).items()}
-    out["pixels"] = pixels[:, :out["trained"].shape[1]]
-    return out
-
-
-def pooled_ev_interval(true, predicted, groups):
-    def pooled(rows):
-        return encoding.pooled_explained_variance(true[rows], predicted[rows])
-
-    draws = bootstrap.bootstrap_groups(pooled, groups)
-    return (pooled(np.arange(len(true))), *bootstrap.interval(draws))
-
-
+descriptor_sets = {}  # per network: the descriptor's varying units, as many pixel PCs
+for net in NETWORKS:
+    descriptor = experiment.descriptor_layer(net)
+    sets = {name: encoding.varying(pop.layer(descriptor))
+            for name, pop in models[net].items()}
+    descriptor_sets[net] = {**sets, "pixels": pixels[:, :sets["trained"].shape[1]]}
 candidates = [2, 5, 10, 20, 50]
 headline, decoded_stimuli = {}, {}
 for net in NETWORKS:
-    for name, r in headline_decoders(net).items():
-        decoder = encoding.LinearDecoder(cv=CV, nested=True).fit(r, params)
-        decoded = decoded_stimuli[(net, name)] = decoder.cv_predictions_
-        headline[(net, name)] = {
-            "units": r.shape[1],
-            "pooled_ev": pooled_ev_interval(params, decoded, np.arange(len(params))),
-            "identification": encoding.identification_accuracy(decoded, params,
-                                                               candidates)}
+    scores, decoded = encoding.descriptor_decoding(descriptor_sets[net], params,
+                                                   candidates, CV)
+    headline.update({(net, name): score for name, score in scores.items()})
+    decoded_stimuli.update({(net, name): d for name, d in decoded.items()})
 
 # %%
 unit_counts = [2, 5, 10, 20, 50, 100, 200]
 curves = {}
 for net in NETWORKS:
-    for name, r in headline_decoders(net).items():
-        counts = [c for c in unit_counts if c < r.shape[1]] + [r.shape[1]]
-        curves[(net, name)] = encoding.identification_curve(
-            r, params, counts, n_draws=N_SUBSETS, n_candidates=(2, 50), cv=CV,
-            progress=False)
-fig, axes = plt.subplots(len(NETWORKS), 2, figsize=(13, 4 * len(NETWORKS)),
-                         squeeze=False)
-for net, (ax_n, ax_units) in zip(NETWORKS, axes):
-    for name, colour in zip(["trained", "untrained", "pixels"],
-                            ["tab:blue", "tab:orange", "tab:green"]):
-        key, result = (net, name), headline[(net, name)]
-        ax_n.plot(candidates, result["identification"], "o-", color=colour, label=name)
-        mean = curves[key][curves[key].n_candidates == 50].groupby("units").accuracy
-        ax_units.errorbar(mean.mean().index, mean.mean(), yerr=mean.std(), color=colour,
-                          capsize=2, label=f"{key[1]}, N=50")
-    ax_n.plot(candidates, 1 / np.array(candidates), "k:", label="chance")
-    ax_n.set(xlabel="number of candidate faces N", ylabel="identification accuracy")
-    ax_n.set_title(f"{net}: descriptor", loc="left")
-    ax_units.set(xscale="log", xlabel="units (random subsets, mean +- SD)",
-                 ylabel="identification among 50")
-    ax_n.legend()
-    ax_units.legend()
-plt.tight_layout()
+    net_curves = encoding.identification_curves(descriptor_sets[net], params,
+                                                unit_counts, N_SUBSETS, CV)
+    curves.update({(net, name): curve for name, curve in net_curves.items()})
+plots.descriptor_identification_figure(headline, curves, candidates, NETWORKS)
 plt.show()
 
 # %% tags=["nbval-check-output"]
@@ -469,84 +304,35 @@ for (net, name), result in headline.items():
 #   new faces.
 
 # %%
-nuisance_responses = {}
-moved_marks = nuisance.clean_landmarks[nuisance.faces]  # no realignment of the renders
-for net in NETWORKS:
-    for trained in (True, False):
-        name = "trained" if trained else "untrained"
-        for kind, chips, marks in [
-                ("clean", nuisance.clean_chips, nuisance.clean_landmarks),
-                ("nuisance", nuisance.chips, moved_marks)]:
-            nuisance_responses[(net, name, kind)] = renders.record(
-                chips, marks, layers[net], net, pretrained=trained)
+nuisance_responses = {(net, name): renders.record_nuisance(
+    nuisance, layers[net], net, pretrained=name == "trained")
+    for net in NETWORKS for name in ("trained", "untrained")}
 pixel_clean = pixel_map.transform(nuisance.clean_chips)
 pixel_nuisance = pixel_map.transform(nuisance.chips)
 
 
 # %%
 def transfer(train_r, clean_r, nuisance_r):
-    """Scores of maps fitted on the stimuli, on the new faces' clean and nuisance
-    renders."""
-    keep = (train_r.std(0) > 0) & (nuisance_r.std(0) > 0) & (clean_r.std(0) > 0)
-    train_r, clean_r, nuisance_r = (t[:, keep].double() for t in (train_r, clean_r,
-                                                                  nuisance_r))
-    out = {"share": encoding.between_face_share(nuisance_r, nuisance.faces).numpy()}
-    test_params = {"clean": nuisance_params,
-                   "nuisance": nuisance_params[nuisance.faces]}
-    encoder = encoding.LinearEncoder(cv="loo").fit(params, train_r)
-    decoder = encoding.LinearDecoder(cv="loo").fit(train_r, params)
-    for kind, r in [("clean", clean_r), ("nuisance", nuisance_r)]:
-        predicted = encoder.predict(test_params[kind])
-        out[f"encoding_{kind}"] = np.median(encoding.explained_variance(r, predicted))
-        decoded = decoder.predict(r)
-        out[f"decoded_{kind}"] = decoded
-        out[f"decoding_{kind}"] = encoding.pooled_explained_variance(test_params[kind],
-                                                                     decoded)
-        targets = np.arange(len(r)) if kind == "clean" else nuisance.faces
-        out[f"identification_{kind}"] = encoding.identification_from_distances(
-            cdist(decoded.numpy(), nuisance_params.numpy()), 50, targets)
-    return out
+    return encoding.nuisance_transfer(params, train_r, nuisance_params, nuisance.faces,
+                                      clean_r, nuisance_r)
 
 
 nuisance_scores = {}
 for net in NETWORKS:
     for layer in layers[net]:
-        for name, pop in models(net).items():
+        for name, pop in models[net].items():
+            recorded = nuisance_responses[(net, name)]
             nuisance_scores[(net, layer, name)] = transfer(
-                pop.layer(layer), nuisance_responses[(net, name, "clean")][layer],
-                nuisance_responses[(net, name, "nuisance")][layer])
-    matched = headline_decoders(net)["trained"].shape[1]
+                pop.layer(layer), recorded["clean"][layer], recorded["nuisance"][layer])
+    k = descriptor_sets[net]["trained"].shape[1]  # as many pixel PCs as units
     nuisance_scores[(net, "matched pixel PCs", "pixels")] = transfer(
-        pixels[:, :matched], pixel_clean[:, :matched], pixel_nuisance[:, :matched])
+        pixels[:, :k], pixel_clean[:, :k], pixel_nuisance[:, :k])
 nuisance_scores[("pixels", "pixel PCs", "pixels")] = transfer(pixels, pixel_clean,
                                                               pixel_nuisance)
 
 # %%
-nuisance_table = pd.DataFrame([
-    {"network": net, "layer": layer, "model": model, "share": np.median(s["share"]),
-     **{k: s[k] for k in ["encoding_clean", "encoding_nuisance", "decoding_clean",
-                          "decoding_nuisance", "identification_clean",
-                          "identification_nuisance"]}}
-    for (net, layer, model), s in nuisance_scores.items() if model != "pixels"])
-pixel_row = nuisance_scores[("pixels", "pixel PCs", "pixels")]
-fig, axes = plt.subplots(len(NETWORKS), 3, figsize=(15, 4 * len(NETWORKS)),
-                         squeeze=False)
-for net, row_axes in zip(NETWORKS, axes):
-    part = nuisance_table[nuisance_table.network == net]
-    for ax, column, title in zip(row_axes, ["share", "decoding_nuisance",
-                                            "identification_nuisance"],
-                                 ["between-face share of variance (median unit)",
-                                  "decoding EV on nuisance renders",
-                                  "identification among 50, nuisance renders"]):
-        for (model, rows), colour in zip(part.groupby("model"),
-                                         ["tab:blue", "tab:orange"]):
-            ax.plot(rows.layer, rows[column], "o-", color=colour, label=model)
-        value = np.median(pixel_row[column]) if column == "share" else pixel_row[column]
-        ax.axhline(value, color="tab:green", ls="--", label="pixel PCs")
-        ax.set_title(f"{net}: {title}", loc="left", fontsize=10)
-        ax.tick_params(axis="x", rotation=70)
-    row_axes[0].legend()
-plt.tight_layout()
+plots.nuisance_figure(encoding.nuisance_table(nuisance_scores),
+                      nuisance_scores[("pixels", "pixel PCs", "pixels")], NETWORKS)
 plt.show()
 
 # %% tags=["nbval-check-output"]
@@ -571,22 +357,17 @@ for (net, layer, model), s in nuisance_scores.items():
 margins = {}
 for net in NETWORKS:
     descriptor = experiment.descriptor_layer(net)
-    compared = {"trained": nuisance_scores[(net, descriptor, "trained")],
-                "untrained": nuisance_scores[(net, descriptor, "untrained")],
-                "pixels": nuisance_scores[(net, "matched pixel PCs", "pixels")]}
-    truth = nuisance_params[nuisance.faces]
-
-    def evs(rows):
-        return np.array([encoding.pooled_explained_variance(
-            truth[rows], s["decoded_nuisance"][rows]) for s in compared.values()])
-
-    draws = bootstrap.bootstrap_groups(evs, nuisance.faces)
-    full = evs(np.arange(len(truth)))
-    for j, control in [(1, "untrained"), (2, "pixels")]:
-        low, high = bootstrap.interval(draws[:, 0] - draws[:, j])
-        margins[(net, control)] = (full[0] - full[j], low, high)
+    keys = {"trained": (net, descriptor, "trained"),
+            "untrained": (net, descriptor, "untrained"),
+            "pixels": (net, "matched pixel PCs", "pixels")}
+    compared = {name: nuisance_scores[key]["decoded_nuisance"]
+                for name, key in keys.items()}
+    found = encoding.nuisance_margins(compared, nuisance_params[nuisance.faces],
+                                      nuisance.faces)
+    for control, (difference, low, high) in found.items():
+        margins[(net, control)] = (difference, low, high)
         print(f"{net}: nuisance decoding EV, trained minus {control}: "
-              f"{full[0] - full[j]:.3g} [{low:.3g}, {high:.3g}]")
+              f"{difference:.3g} [{low:.3g}, {high:.3g}]")
 
 # %% [markdown]
 # ## Other 50-d spaces
@@ -604,19 +385,12 @@ spaces = {"shape-appearance": params,
           "pixel PCA-50": encoding.PixelPCA(50).fit(stim.chips).transform(stim.chips),
           "random tanh warp": torch.from_numpy(
               encoding.random_tanh_map(stim.normalized))}
-alternative_rows = []
-for space_name, x in spaces.items():
-    for net in NETWORKS:
-        for layer in [experiment.descriptor_layer(net)]:
-            for name, pop in models(net).items():
-                summary = encoding.layer_summary(x, pop.layer(layer), n_shape=n_shape,
-                                                 cv="loo")
-                alternative_rows.append({"space": space_name, "network": net,
-                                         "layer": layer, "model": name, **summary})
-    summary = encoding.layer_summary(x, pixels, n_shape=n_shape, cv="loo")
-    alternative_rows.append({"space": space_name, "network": "pixels",
-                             "layer": "pixel PCs", "model": "pixels", **summary})
-alternatives = pd.DataFrame(alternative_rows)
+descriptors = {net: experiment.descriptor_layer(net) for net in NETWORKS}
+descriptor_units = {(net, layer, name): pop.layer(layer)
+                    for net, layer in descriptors.items()
+                    for name, pop in models[net].items()}
+alternatives = encoding.alternative_space_table(spaces, descriptor_units, pixels,
+                                                n_shape)
 
 # %% tags=["nbval-check-output"]
 for space_name, x in spaces.items():
@@ -628,16 +402,7 @@ print(alternatives.set_index(["network", "layer", "model", "space"])[columns]
       .map(lambda v: f"{v:.3g}").to_string())
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
-alternatives["unit set"] = alternatives.network + " " + alternatives.layer + " (" + \
-    alternatives.model + ")"
-for ax, column, title in [(axes[0], "encoding_ev", "median encoding EV"),
-                          (axes[1], "pooled_ev", "decoding EV (pooled)")]:
-    sns.barplot(alternatives, y="unit set", x=column, hue="space", ax=ax)
-    ax.set_title(title)
-    ax.set_ylabel("")
-axes[1].set_yticklabels([])
-plt.tight_layout()
+plots.alternatives_figure(alternatives)
 plt.show()
 
 # %% [markdown]
@@ -655,33 +420,18 @@ shown = np.arange(N_RECONSTRUCTED)
 originals = grey[shown].numpy()
 reconstruction_scores, reconstructions = {}, {}
 for (net, name), decoded in decoded_stimuli.items():
-    raw = stim.space.denormalize(decoded.numpy()[shown], stim.params)
-    images, marks = stim.space.synthesize(raw)
-    chips = experiment.to_chips(images)
+    layer = descriptors[net]
+    chips, marks = renders.reconstruct(stim.space, decoded.numpy()[shown], stim.params)
     reconstructions[(net, name)] = chips
-    own = renders.record(chips, marks, [experiment.descriptor_layer(net)], net)
-    own = next(iter(own.values())).numpy()
-    descriptor = experiment.descriptor_layer(net)
-    truth = models(net)["trained"].layer(descriptor)[shown].numpy()
-    reconstruction_scores[(net, name)] = {
-        "pixels": encoding.identification_from_distances(
-            cdist(chips.double().mean(1).flatten(1).numpy(), originals), [2, 10, 50]),
-        "descriptor": encoding.identification_from_distances(cdist(own, truth),
-                                                             [2, 10, 50])}
+    own = renders.record(chips, marks, [layer], net)[layer].numpy()
+    truth = models[net]["trained"].layer(layer)[shown].numpy()
+    reconstruction_scores[(net, name)] = encoding.reconstruction_identification(
+        chips, originals, own, truth, [2, 10, 50])
 
 # %%
 for net in NETWORKS:
-    fig, axes = plt.subplots(4, 6, figsize=(12, 8.5))
-    rows = [("true faces", stim.chips)] + [
-        (f"decoded from the {name} descriptor" if name != "pixels" else
-         "decoded from pixel PCs", reconstructions[(net, name)])
-        for name in ["trained", "untrained", "pixels"]]
-    for row_axes, (title, chips) in zip(axes, rows):
-        for k, ax in enumerate(row_axes):
-            ax.imshow(chips[k].permute(1, 2, 0).numpy())
-            ax.axis("off")
-        row_axes[0].set_title(f"{net}: {title}", loc="left", fontsize=10)
-    plt.tight_layout()
+    own = {name: chips for (of, name), chips in reconstructions.items() if of == net}
+    plots.reconstruction_figure(net, stim.chips, own)
     plt.show()
 
 # %% tags=["nbval-check-output"]
@@ -707,35 +457,16 @@ stim_found, _ = renders.detect(stim.chips[:300])
 lfw_indices, lfw_chips = faces.lfw_face_chips()
 lfw_chips = lfw_chips.round().clamp(0, 255).to(torch.uint8)
 lfw_found, lfw_marks = renders.detect(lfw_chips)
-
-
-def unit_rows(values):
-    values = np.asarray(values, dtype=np.float64)
-    return values / np.linalg.norm(values, axis=1, keepdims=True)
-
-
-distances = []
-for net in NETWORKS:
-    layer = experiment.descriptor_layer(net)
-    clean = unit_rows(nuisance_responses[(net, "trained", "clean")][layer])
-    noisy = unit_rows(nuisance_responses[(net, "trained", "nuisance")][layer])
-    real = unit_rows(next(iter(renders.record(lfw_chips[lfw_found], lfw_marks, [layer],
-                                              net).values())))
-    same = np.concatenate([pdist(noisy[nuisance.faces == f]) for f in range(50)])
-    for kind, values in [("different synthetic faces", pdist(clean)),
-                         ("renders of one synthetic face", same),
-                         ("different real faces (LFW subset)", pdist(real))]:
-        distances += [(net, kind, v) for v in values]
-distances = pd.DataFrame(distances, columns=["network", "pairs", "distance"])
+descriptor_sets_by_kind = {}  # per network: clean, renders, real faces
+for net, layer in descriptors.items():
+    recorded = nuisance_responses[(net, "trained")]
+    real = renders.record(lfw_chips[lfw_found], lfw_marks, [layer], net)[layer]
+    descriptor_sets_by_kind[net] = (recorded["clean"][layer],
+                                    recorded["nuisance"][layer], real)
+distances = encoding.descriptor_distances(descriptor_sets_by_kind, nuisance.faces)
 
 # %%
-fig, axes = plt.subplots(1, len(NETWORKS), figsize=(6.5 * len(NETWORKS), 3.8),
-                         squeeze=False)
-for ax, net in zip(axes[0], NETWORKS):
-    sns.histplot(distances[distances.network == net], x="distance", hue="pairs",
-                 stat="density", common_norm=False, element="step", ax=ax)
-    ax.set_title(f"{net}: descriptor distances (unit length)", loc="left")
-plt.tight_layout()
+plots.distance_figure(distances, NETWORKS)
 plt.show()
 
 # %% tags=["nbval-check-output"]
@@ -765,110 +496,31 @@ for (net, kind), value in domain.items():
 
 # %% tags=["nbval-check-output"]
 verdicts, verdict_inputs = {}, {}
-for net in NETWORKS:
-    descriptor = experiment.descriptor_layer(net)
+for net, descriptor in descriptors.items():
     ratio = ratios.set_index(["network", "layer", "model"]).loc[
         (net, descriptor, "trained")]
-    decoding = headline[(net, "trained")]["pooled_ev"]
-    margin_low = {c: margins[(net, c)][1] for c in ("untrained", "pixels")}
-    verdicts[net] = encoding.claim1_verdict(ratio.low, decoding[1], margin_low, **RULE)
-    verdict_inputs[net] = {"ceiling_ratio": [ratio.ratio, ratio.low, ratio.high],
-                           "decoding_pooled_ev": list(decoding),
-                           **{f"nuisance_margin_{c}": list(margins[(net, c)])
-                              for c in ("untrained", "pixels")}}
-    print(f"{net}: claim 1 {verdicts[net]}.")
-    print(f"  (A) linear / reference EV in the descriptor {ratio.ratio:.3g} "
-          f"[{ratio.low:.3g}, {ratio.high:.3g}], needed >= {RULE['ceiling_min']}: "
-          f"{'met' if ratio.low >= RULE['ceiling_min'] else 'not met'}")
-    print(f"  (B) pooled decoding EV {decoding[0]:.3g} [{decoding[1]:.3g}, "
-          f"{decoding[2]:.3g}], needed >= {RULE['decoding_min']}: "
-          f"{'met' if decoding[1] >= RULE['decoding_min'] else 'not met'}")
-    for control in ("untrained", "pixels"):
-        d, low, high = margins[(net, control)]
-        print(f"  (C) nuisance decoding, trained minus {control}: {d:.3g} [{low:.3g}, "
-              f"{high:.3g}]: {'met' if low > RULE['margin'] else 'not met'}")
-    synthetic = domain[(net, "different synthetic faces")]
-    real = domain[(net, "different real faces (LFW subset)")]
-    print(f"  domain: different synthetic faces lie at {synthetic / real:.3g} times "
-          f"the median descriptor distance of different real faces")
+    synthetic_over_real = (domain[(net, "different synthetic faces")]
+                           / domain[(net, "different real faces (LFW subset)")])
+    verdicts[net], verdict_inputs[net], lines = encoding.claim1_report(
+        (ratio.ratio, ratio.low, ratio.high), headline[(net, "trained")]["pooled_ev"],
+        {c: margins[(net, c)] for c in ("untrained", "pixels")}, synthetic_over_real,
+        **RULE)
+    print(f"{net}: " + "\n".join(lines))
 
 # %% [markdown]
 # The same numbers, set side by side per network (generated from them):
 
 # %% tags=["nbval-check-output"]
-def word(a, b):
-    return "above" if a > b else "below"
-
-
-for net in NETWORKS:
-    descriptor = experiment.descriptor_layer(net)
-    enc = encoding_table[(encoding_table.network == net) & (encoding_table.layer ==
-                                                            descriptor)]
-    ev = {m: enc[enc.model == m].ev.median() for m in ("trained", "untrained")}
-    rat = {m: ratios.set_index(["network", "layer", "model"]).loc[(net, descriptor, m)]
-           .ratio for m in ("trained", "untrained")}
-    shares = {m: share_summary[(net, descriptor, m)][0]
-              for m in ("trained", "untrained")}
-    shares["pixels"] = share_summary[(net, "matched pixel PCs", "pixels")][0]
-    alt = alternatives[(alternatives.network == net)
-                       & (alternatives.model == "trained")]
-    best = alt.set_index("space").encoding_ev
-    print(f"{net}: the trained descriptor's median encoding EV, {ev['trained']:.3g}, "
-          f"is {word(ev['trained'], ev['untrained'])} the untrained one's "
-          f"({ev['untrained']:.3g}); its linear / reference ratio, "
-          f"{rat['trained']:.3g}, is {word(rat['trained'], rat['untrained'])} the "
-          f"untrained one's ({rat['untrained']:.3g}). The median unit's between-face "
-          f"share is {shares['trained']:.3g} (untrained {shares['untrained']:.3g}, "
-          f"pixel PCs {shares['pixels']:.3g}). Among the three 50-d spaces the trained "
-          f"descriptor is encoded best in the {best.idxmax()} space (" + ", ".join(
-              f"{k} {v:.3g}" for k, v in best.items()) + ").")
+for net, descriptor in descriptors.items():
+    print(encoding.descriptor_sentence(net, descriptor, encoding_table, ratios,
+                                       share_summary, alternatives))
 
 # %%
-per_network = {net: {} for net in NETWORKS}
-for row in ratios.itertuples():
-    key = "pixels" if row.model == "pixels" else row.network
-    per_network.setdefault(key, {}).setdefault(row.model, {})[row.layer] = [
-        row.ratio, row.low, row.high]
-# the scorecard's per-network view: its headline numbers under "networks"
-scorecard_view = {net: {
-    "median_encoding_ev": {"descriptor": float(np.median(encoding_table[
-        (encoding_table.network == net) & (encoding_table.model == "trained")
-        & (encoding_table.layer == experiment.descriptor_layer(net))].ev))},
-    "decoding_pooled_ev": headline[(net, "trained")]["pooled_ev"][0],
-    "decoding_units": headline[(net, "trained")]["units"],
-    "units_for_80pct_n50": {m: units_80[(net, m)][0] for m in ("trained", "untrained")},
-    "verdict_inputs": verdict_inputs[net]} for net in NETWORKS}
-findings.save("claim1_linear_code", {
-    "faces": len(stim),
-    "networks": scorecard_view,
-    "ceiling_ratio": per_network,
-    "nuisance_share": {f"{net} | {layer} | {model}": list(v)
-                       for (net, layer, model), v in share_summary.items()},
-    "nuisance_generalisation": {
-        f"{net} | {layer} | {model}": {k: s[k] for k in [
-            "encoding_clean", "encoding_nuisance", "decoding_clean",
-            "decoding_nuisance", "identification_clean", "identification_nuisance"]}
-        for (net, layer, model), s in nuisance_scores.items()},
-    "alternative_spaces": {
-        f"{r.network} | {r.layer} | {r.model} | {r.space}": {c: getattr(r, c)
-                                                              for c in columns}
-        for r in alternatives.itertuples()},
-    "subsets_205": {f"{net} | {layer} | {model}": {c: list(v) for c, v in stats.items()}
-                    for (net, layer, model), stats in subset_summary.items()},
-    "descriptor_decoding": {f"{net} | {name}": {
-        "units": r["units"], "pooled_ev": list(r["pooled_ev"]),
-        "identification_n2": r["identification"][0],
-        "identification_n50": r["identification"][-1],
-        "units_for_80pct_n50": list(units_80[(net, name)])}
-        for (net, name), r in headline.items()},
-    "reconstruction_identification": {
-        f"{net} | {name}": {k: list(v) for k, v in s.items()}
-        for (net, name), s in reconstruction_scores.items()},
-    "domain": {"detection_rate_stimuli": stim_found.mean(),
-               "detection_rate_lfw_crops": len(lfw_indices) / 100,
-               "detection_rate_lfw_chips": lfw_found.mean(),
-               "median_distance": {f"{n} | {k}": v for (n, k), v in domain.items()}},
-    "verdict": verdicts,
-    "verdict_rule": encoding.verdict_rule(**RULE),
-})
+detection = {"detection_rate_stimuli": stim_found.mean(),
+             "detection_rate_lfw_crops": len(lfw_indices) / 100,
+             "detection_rate_lfw_chips": lfw_found.mean(), "median_distance": domain}
+findings.save("claim1_linear_code", encoding.claim1_findings(
+    len(stim), descriptors, encoding_table, ratios, share_summary, nuisance_scores,
+    alternatives, columns, subset_summary, headline, units_80, reconstruction_scores,
+    detection, verdicts, verdict_inputs, encoding.verdict_rule(**RULE)))
 print(f"executed in {time.time() - started:.0f} s")

@@ -11,7 +11,8 @@ from .ridge import *  # noqa: F401,F403
 from .identification import *  # noqa: F401,F403
 from .controls import *  # noqa: F401,F403
 from .verdict import *  # noqa: F401,F403
-from . import ridge, identification, controls, verdict
+from .study import *  # noqa: F401,F403
+from . import ridge, identification, controls, verdict, study
 
 __all__ = (ridge.__all__ + identification.__all__ + controls.__all__
-           + verdict.__all__)
+           + verdict.__all__ + study.__all__)

@@ -238,9 +238,9 @@ def subset_decoding(
     """Decoding from ``n_draws`` random subsets of ``size`` units (all units when the
     population has no more): for each subset a linear decoder (ridge penalty
     ``relative_alpha`` times the mean eigenvalue of the responses' Gram matrix) is
-    fitted on ``cv - 1`` folds and decodes the held-out fold. One row per draw: ``units``, ``draw``, the mean and
-    the variance-weighted (``pooled_ev``) EV over the parameter dimensions, and
-    ``identification_<N>`` for each N in ``n_candidates``."""
+    fitted on ``cv - 1`` folds and decodes the held-out fold. One row per draw:
+    ``units``, ``draw``, the mean and the variance-weighted (``pooled_ev``) EV over the
+    parameter dimensions, and ``identification_<N>`` for each N in ``n_candidates``."""
     r = _varying(float_matrix(responses, "responses"))
     r, x = matched_rows(r, params, "responses", "params")
     n, m = r.shape
