@@ -348,7 +348,8 @@ def test_layer_verdict_thresholds_and_bootstrap_interval():
     assert axis.layer_verdict(0.15, 0.25) == "partly holds"
     with pytest.raises(ValueError):
         axis.layer_verdict(0.6, 0.5)
-    fraction, low, high = bootstrap.bootstrap_fraction(np.r_[np.ones(50), np.zeros(150)])
+    flags = np.r_[np.ones(50), np.zeros(150)]
+    fraction, low, high = bootstrap.bootstrap_fraction(flags)
     assert fraction == 0.25 and 0.18 < low < 0.25 < high < 0.32
 
 
