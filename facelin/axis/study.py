@@ -75,13 +75,13 @@ class NetworkStudy:
     seconds: float
 
 
-def study_network(params, layers: dict, n_units: int, whole=(), cv: int = 5,
-                  seed: int = 0, progress: bool = False) -> NetworkStudy:
+def study_network(params, layers: dict, n_units: int, whole=(), max_whole: int = 256,
+                  cv: int = 5, seed: int = 0, progress: bool = False) -> NetworkStudy:
     """Every studied unit of one network (:func:`choose_units` of ``layers``, a dict
     {name: responses (n, units)}) beside its matched null, in one :func:`unit_table`
     over the faces ``params`` (n, d)."""
     layers = {name: as_matrix(r, f"responses of {name}") for name, r in layers.items()}
-    chosen = choose_units(layers, n_units, whole, seed=seed)
+    chosen = choose_units(layers, n_units, whole, max_whole, seed=seed)
     responses = {name: layers[name][:, c] for name, c in chosen.items()}
     start = time.perf_counter()
     table = unit_table(params, responses, cv=cv, seed=seed, progress=progress)
