@@ -432,12 +432,13 @@ def test_study_network_keeps_the_chosen_columns_beside_their_table(faces):
     sizes = axis.study_sizes({("net", True): study, ("net", False): study})
     assert sizes.columns.tolist() == ["network", "trained", "units",
                                       "fits (with nulls)", "seconds"]
-    assert sizes.units.tolist() == [9, 9] and sizes["fits (with nulls)"].tolist() == [18] * 2
+    assert sizes.units.tolist() == [9, 9]
+    assert sizes["fits (with nulls)"].tolist() == [18, 18]
 
 
 def _studies(shares_by_variant):
-    """Made-up studies ({(network, pretrained): NetworkStudy}) whose layers depart at the
-    given shares (deep0, deep1 deep; early not)."""
+    """Made-up studies ({(network, pretrained): NetworkStudy}) whose layers deep0,
+    deep1, ... depart at the given shares (and layer early not at all)."""
     out = {}
     for key, shares in shares_by_variant.items():
         table = pd.concat([_layer("early", 0.0)] + [_layer(f"deep{i}", s)
@@ -568,8 +569,8 @@ def test_layer_and_control_findings():
     verdict = axis.claim3_verdict(table, ["deep0", "deep1"])
     found = axis.layer_findings(table, verdict)
     assert list(found) == ["early", "deep0", "deep1"]
-    deep0 = found["deep0"]
-    assert deep0["departing_fraction"] == verdict["layers"]["deep0"]["departing_fraction"]
+    deep0, judged = found["deep0"], verdict["layers"]["deep0"]
+    assert deep0["departing_fraction"] == judged["departing_fraction"]
     assert deep0["flat"] == pytest.approx(table[table.layer == "deep0"].flat.mean())
     assert deep0["flat_null"] == 1.0
     controls = pd.DataFrame({
@@ -613,5 +614,6 @@ def test_figures_have_a_panel_per_network_and_unit(faces):
                                          sd=2.0)
     assert len(fig.axes) == 3 * 5
     with pytest.raises(ValueError, match="responses"):
-        axis.engineered_example_figure(chips, np.ones((3, 5)), np.linspace(-2, 2, 4), 1.0)
+        axis.engineered_example_figure(chips, np.ones((3, 5)), np.linspace(-2, 2, 4),
+                                       sd=1.0)
     plt.close("all")
