@@ -348,7 +348,8 @@ def test_layer_verdict_thresholds_and_bootstrap_interval():
     assert axis.layer_verdict(0.15, 0.25) == "partly holds"
     with pytest.raises(ValueError):
         axis.layer_verdict(0.6, 0.5)
-    fraction, low, high = bootstrap.bootstrap_fraction(np.r_[np.ones(50), np.zeros(150)])
+    flags = np.r_[np.ones(50), np.zeros(150)]
+    fraction, low, high = bootstrap.bootstrap_fraction(flags)
     assert fraction == 0.25 and 0.18 < low < 0.25 < high < 0.32
 
 
@@ -393,3 +394,226 @@ def test_null_and_exemplar_samples_keep_their_noise(faces):
 def test_verdict_rule_states_the_thresholds():
     text = axis.verdict_rule(effect_size=0.07, holds_at=0.6, fails_at=0.1)
     assert "0.07" in text and "0.6" in text and "0.1" in text and "95%" in text
+
+
+# The chapter's study of whole networks (axis.study) and its figures (axis.figures).
+
+def test_choose_units_takes_whole_and_small_layers_and_samples_the_rest():
+    g = torch.Generator().manual_seed(30)
+    big = torch.randn(60, 300, generator=g, dtype=torch.float64)
+    big[:, 7] = 0.0  # silent: never chosen
+    small = torch.randn(60, 20, generator=g, dtype=torch.float64)
+    layers = {"big": big, "small": small, "descriptor": big.clone()}
+    chosen = axis.choose_units(layers, 50, whole=["descriptor"], max_whole=256, seed=4)
+    assert len(chosen["big"]) == 50 and 7 not in chosen["big"].tolist()
+    assert chosen["big"].tolist() == sorted(chosen["big"].tolist())
+    assert chosen["small"].tolist() == list(range(20))
+    assert len(chosen["descriptor"]) == 299
+    # The i-th layer is drawn with seed + i, as sample_units would draw it alone.
+    assert chosen["big"].tolist() == axis.sample_units(big, 50, seed=4).tolist()
+    again = axis.choose_units({"small": small, "big": big}, 50, seed=4)
+    assert again["big"].tolist() == axis.sample_units(big, 50, seed=5).tolist()
+    with pytest.raises(ValueError, match="NaN"):
+        axis.choose_units({"bad": torch.full((5, 3), float("nan"))}, 2)
+
+
+def test_study_network_keeps_the_chosen_columns_beside_their_table(faces):
+    x = faces[:240]
+    r, _ = axis.simulate_axis_units(x, 12, noise=0.3, seed=31)
+    layers = {"wide": r.float(), "descriptor": r[:, :5]}
+    study = axis.study_network(x, layers, 4, whole=["descriptor"], max_whole=8, cv=3,
+                               seed=2)
+    assert [len(c) for c in study.columns.values()] == [4, 5]
+    cols = study.columns["wide"]
+    torch.testing.assert_close(study.responses["wide"], r.float().double()[:, cols])
+    assert study.responses["wide"].dtype == torch.float64
+    assert study.table.layer.tolist() == ["wide"] * 4 + ["descriptor"] * 5
+    assert study.seconds >= 0
+    sizes = axis.study_sizes({("net", True): study, ("net", False): study})
+    assert sizes.columns.tolist() == ["network", "trained", "units",
+                                      "fits (with nulls)", "seconds"]
+    assert sizes.units.tolist() == [9, 9]
+    assert sizes["fits (with nulls)"].tolist() == [18, 18]
+
+
+def _studies(shares_by_variant):
+    """Made-up studies ({(network, pretrained): NetworkStudy}) whose layers deep0,
+    deep1, ... depart at the given shares (and layer early not at all)."""
+    out = {}
+    for key, shares in shares_by_variant.items():
+        table = pd.concat([_layer("early", 0.0)] + [_layer(f"deep{i}", s)
+                                                    for i, s in enumerate(shares)],
+                          ignore_index=True)
+        table["exemplar_on_bound"] = np.linspace(0, 1, len(table))
+        table["flat"] = np.arange(len(table)) % 2 == 0
+        table["flat_null"] = True
+        out[key] = axis.NetworkStudy({}, {}, table, 1.0)
+    return out
+
+
+def test_variant_verdicts_tables_and_spans():
+    studies = _studies({("a", True): (0.9, 0.8), ("a", False): (0.02, 0.0),
+                        ("b", True): (0.9, 0.05)})
+    deep = {"a": ["deep0", "deep1"], "b": ["deep0", "deep1"]}
+    verdicts = axis.variant_verdicts(studies, deep, effect_size=0.05, seed=0)
+    assert [v["verdict"] for v in verdicts.values()] == [
+        "holds", "does not hold", "partly holds"]
+    assert verdicts[("a", True)] == axis.claim3_verdict(studies[("a", True)].table,
+                                                        deep["a"])
+    table = axis.verdict_table(verdicts)
+    assert table.index.names == ["network", "", "layer"]
+    assert table.index[:3].tolist() == [("a", "trained", "early"),
+                                        ("a", "trained", "deep0"),
+                                        ("a", "trained", "deep1")]
+    assert table.loc[("b", "trained", "deep1"), "verdict"] == "does not hold"
+    layer = verdicts[("a", True)]["layers"]["deep0"]
+    spans = axis.verdict_spans(verdicts[("a", True)], ["deep0"])
+    assert spans == (f"deep0 {layer['departing_fraction']:.3g} "
+                     f"[{layer['low']:.3g}, {layer['high']:.3g}]")
+    gains = axis.verdict_spans(verdicts[("a", True)], ["deep0", "deep1"],
+                               "excess_gain", "excess_gain_low", "excess_gain_high")
+    assert gains.count("[") == 2 and gains.startswith("deep0 ")
+    with pytest.raises(ValueError, match="not in the verdict"):
+        axis.verdict_spans(verdicts[("a", True)], ["missing"])
+
+
+def test_layer_names_and_states():
+    assert axis.short_layer("stage5.block1.relu") == "stage5"
+    assert axis.short_layer("conv_pw_13_relu_clip_by_value") == "conv_pw_13"
+    assert [axis.training_state(p) for p in (True, False)] == ["trained", "untrained"]
+
+
+def test_model_medians_and_share_beyond_null():
+    table = pd.DataFrame({"layer": ["b"] * 4 + ["a"] * 4,
+                          "gain": [0.1, 0.2, 0.3, 0.4, 0.0, 0.0, 0.0, 1.0],
+                          "gain_null": np.r_[np.zeros(4), np.linspace(0, 0.1, 4)]})
+    for column in set(axis.MODEL_COLUMNS) - set(table):
+        table[column] = 2 * table.gain
+    studies = {("n", False): axis.NetworkStudy({}, {}, table, 0.0)}
+    medians = axis.model_medians(studies)
+    assert medians.index.tolist() == [("n", "untrained", "b"), ("n", "untrained", "a")]
+    assert medians.loc[("n", "untrained", "b"), "gain"] == pytest.approx(0.25)
+    # Layer b's nulls all gain 0: all four units beat their 95th percentile; in layer
+    # a only the unit gaining 1.0 does.
+    assert axis.share_beyond_null(table, ["b"]) == 1.0
+    assert axis.share_beyond_null(table, ["a"]) == 0.25
+    assert axis.share_beyond_null(table, ["a", "b"]) == 0.625
+    with pytest.raises(ValueError, match="no units"):
+        axis.share_beyond_null(table, ["c"])
+    with pytest.raises(ValueError, match="quantile"):
+        axis.share_beyond_null(table, ["a"], quantile=1.5)
+
+
+def test_axes_summary_of_shape_and_appearance_units(faces):
+    isotropic = faces / faces.std(0)
+    shape_unit = isotropic[:, :5].sum(1, keepdim=True)
+    appearance_unit = isotropic[:, 5:].sum(1, keepdim=True)
+    summary = axis.axes_summary(isotropic, {"shape": shape_unit,
+                                            "appearance": appearance_unit}, n_shape=5)
+    assert summary.columns.tolist() == ["STA-regression angle", "SPI"]
+    assert summary.loc["shape", "SPI"] > 0.8 and summary.loc["appearance", "SPI"] < -0.8
+    assert summary["STA-regression angle"].max() < 5
+    # Under the raw anisotropy the STA leans away from the regression axis.
+    raw = axis.axes_summary(faces, {"shape": faces[:, :5].sum(1, keepdim=True)}, 5)
+    assert raw.loc["shape", "STA-regression angle"] > 10
+
+
+def test_engineered_units_read_their_own_columns_of_the_layer(faces):
+    layer_responses, units = axis.simulate_exemplar_units(faces, 6, noise=0.2, seed=32)
+    columns = torch.tensor([4, 1, 3, 0])
+    responses = layer_responses[:, columns]
+    out = axis.engineered_units(faces, responses, columns,
+                                lambda f: units.signal(f), 3, (-2.0, 0.0, 2.0),
+                                seed=5, label="exemplar")
+    assert list(out) == ["exemplar", "matched null"]
+    pick = axis.sample_units(responses, 3, seed=5)
+    direct = axis.engineered_test(faces, responses[:, pick],
+                                  lambda f: units.signal(f)[:, columns[pick]],
+                                  (-2.0, 0.0, 2.0), seed=5)
+    pd.testing.assert_frame_equal(out["exemplar"], direct)
+    assert len(out["matched null"]) == 3 * 3
+    with pytest.raises(ValueError, match="respond must return"):
+        axis.engineered_units(faces, responses, columns, lambda f: units.signal(f)[:1],
+                              3, (-2.0, 0.0, 2.0))
+
+
+def test_engineered_exemplars_and_summary(faces):
+    steps = (-2.0, 0.0, 2.0)
+    tests = axis.engineered_exemplars(faces, 8, steps, seed=6)
+    assert list(tests) == [("simulated", g) for g in axis.GEOMETRIES]
+    r, _ = axis.simulate_axis_units(faces, 8, noise=0.05, seed=33)
+    fit = axis.fit_axis_model(faces, r)
+    tests[("axis", "pure")] = {"axis unit": axis.engineered_test(
+        faces, r, fit.predict, steps, seed=6)}
+    summary = axis.engineered_summary(tests, seed=0).set_index(["network", "layer"])
+    assert summary.columns.tolist() == ["units", "n", "median ratio", "low", "high",
+                                        "axis change"]
+    assert (summary.low <= summary["median ratio"]).all()
+    assert (summary["median ratio"] <= summary.high).all()
+    # Noise-free axis units do not change orthogonally; exemplar units do.
+    assert summary.loc[("axis", "pure"), "median ratio"] < 1e-6
+    assert (summary.loc["simulated", "median ratio"] > 0.1).all()
+    found = axis.engineered_findings(summary.reset_index(), "simulated")
+    assert set(found) == {f"{g}, exemplar unit" for g in axis.GEOMETRIES}
+    assert set(found["whitened, exemplar unit"]) == {"median_ratio", "low", "high",
+                                                     "axis_change"}
+    silent = pd.DataFrame({"unit": [0, 0], "direction": ["axis", "orthogonal 1"],
+                           "change": [0.0, 0.0]})
+    with pytest.raises(ValueError, match="no ratio"):
+        axis.engineered_summary({("n", "l"): {"unit": silent}})
+
+
+def test_layer_and_control_findings():
+    studies = _studies({("a", True): (0.9, 0.05)})
+    table = studies[("a", True)].table
+    verdict = axis.claim3_verdict(table, ["deep0", "deep1"])
+    found = axis.layer_findings(table, verdict)
+    assert list(found) == ["early", "deep0", "deep1"]
+    deep0, judged = found["deep0"], verdict["layers"]["deep0"]
+    assert deep0["departing_fraction"] == judged["departing_fraction"]
+    assert deep0["flat"] == pytest.approx(table[table.layer == "deep0"].flat.mean())
+    assert deep0["flat_null"] == 1.0
+    controls = pd.DataFrame({
+        "kind": ["axis", "exemplar", "exemplar"], "noise": [0.3, 0.3, 0.3],
+        "geometry": ["whitened", "whitened", "normalized"], "width": [None, 0.6, 0.6],
+        **{k: [0.9, 0.8, 0.7] for k in ["flatness", "comparison", "rule",
+                                        "departing_fraction", "low", "high",
+                                        "exemplar_on_bound"]}})
+    assert list(axis.control_findings(controls, "axis")) == ["noise 0.3"]
+    exemplar = axis.control_findings(controls, "exemplar")
+    assert exemplar["normalized"]["width 0.6"]["rule"] == 0.7
+    with pytest.raises(ValueError, match="no control"):
+        axis.control_findings(controls, "other")
+
+
+# seaborn's box plot passes matplotlib an argument it deprecates: not ours to fix.
+@pytest.mark.filterwarnings("ignore:vert. bool was deprecated")
+def test_figures_have_a_panel_per_network_and_unit(faces):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    studies = _studies({("a", True): (0.9, 0.8), ("a", False): (0.1, 0.0),
+                        ("b", True): (0.3, 0.3)})
+    deep = {"a": ["deep0", "deep1"], "b": ["deep0", "deep1"]}
+    verdicts = axis.variant_verdicts(studies, deep)
+    fig = axis.departing_figure(verdicts)
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
+    fig = axis.gain_figure(studies, deep, effect_size=0.05)
+    assert len(fig.axes) == 2 and fig.axes[0].get_title() == "a, trained, deep layers"
+    r, _ = axis.simulate_axis_units(faces, 6, seed=34)
+    unit_studies = {"n": axis.NetworkStudy({"d": torch.arange(10, 16)}, {"d": r},
+                                           pd.DataFrame(), 0.0)}
+    fig = axis.tuning_figure(faces, unit_studies, {"n": "d"}, n_units=2, seed=0)
+    assert len(fig.axes) == 4 and fig.axes[1].get_title().endswith(": orthogonal")
+    assert all(" #1" in ax.get_title() for ax in fig.axes)  # columns 10 to 15
+    tests = axis.engineered_exemplars(faces, 5, (-2.0, 0.0, 2.0), seed=1)
+    fig = axis.engineered_figure(tests)
+    assert fig.axes[0].get_yscale() == "log"
+    chips = np.zeros((3 * 4, 3, 8, 8), dtype=np.uint8)
+    fig = axis.engineered_example_figure(chips, np.ones((3, 4)), np.linspace(-2, 2, 4),
+                                         sd=2.0)
+    assert len(fig.axes) == 3 * 5
+    with pytest.raises(ValueError, match="responses"):
+        axis.engineered_example_figure(chips, np.ones((3, 5)), np.linspace(-2, 2, 4),
+                                       sd=1.0)
+    plt.close("all")

@@ -58,18 +58,19 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
 
-from facelin import axis, bootstrap, experiment, findings
+from facelin import axis, experiment, findings
 
 plt.rcParams["figure.dpi"] = 80
 START = time.perf_counter()
+
+# %%
 stim = experiment.stimuli(2000, seed=SEED, progress=False)
 x = torch.from_numpy(stim.normalized)  # Chang & Tsao's analysis normalisation
 NETWORKS = experiment.NETWORKS
-LAYERS = {net: axis.study_layers(experiment.analysis_layers(net),
-                                 experiment.deep_layers(net), n_early=3)
+DEEP = {net: experiment.deep_layers(net) for net in NETWORKS}
+LAYERS = {net: axis.study_layers(experiment.analysis_layers(net), DEEP[net], n_early=3)
           for net in NETWORKS}
 VARIANTS = [(net, pretrained) for net in NETWORKS for pretrained in (True, False)]
 pd.DataFrame({net: pd.Series(layers) for net, layers in LAYERS.items()})
@@ -174,24 +175,15 @@ for geometry in axis.GEOMETRIES:
 
 # %%
 def analyse(network, pretrained):
-    """Every studied unit of one network beside its matched null, and the seconds the
-    model comparison and flatness tests took."""
+    """Every studied unit of one network beside its matched null (axis.NetworkStudy)."""
     pop = experiment.population(stim, network, pretrained=pretrained, progress=False)
     layers = {name: pop.layer(name).double() for name in LAYERS[network]}
-    descriptor = experiment.descriptor_layer(network)
-    chosen = {name: axis.sample_units(r, r.shape[1] if name == descriptor
-                                      or r.shape[1] <= 256 else N_UNITS, seed=SEED + i)
-              for i, (name, r) in enumerate(layers.items())}
-    responses = {name: layers[name][:, c] for name, c in chosen.items()}
-    start = time.perf_counter()
-    table = axis.unit_table(x, responses, cv=CV, seed=SEED)
-    return chosen, responses, table, time.perf_counter() - start
+    return axis.study_network(x, layers, N_UNITS, cv=CV, seed=SEED,
+                              whole=[experiment.descriptor_layer(network)])
 
 
 results = {variant: analyse(*variant) for variant in VARIANTS}
-pd.DataFrame([{"network": net, "trained": pretrained, "units": len(r[2]),
-               "fits (with nulls)": 2 * len(r[2]), "seconds": round(r[3])}
-              for (net, pretrained), r in results.items()])
+axis.study_sizes(results)
 
 # %% [markdown]
 # The seconds are the wall time of the model comparison and flatness tests of all units
@@ -200,40 +192,12 @@ pd.DataFrame([{"network": net, "trained": pretrained, "units": len(r[2]),
 # ## The verdict, layer by layer
 
 # %%
-def state(pretrained):
-    return "trained" if pretrained else "untrained"
-
-
-def short(layer):
-    """A layer's name as the figures label it."""
-    return layer.split(".")[0].replace("_relu_clip_by_value", "")
-
-
-verdicts = {(net, pretrained): axis.claim3_verdict(results[(net, pretrained)][2],
-                                                   experiment.deep_layers(net),
-                                                   effect_size=EFFECT_SIZE, seed=SEED)
-            for net, pretrained in VARIANTS}
-by_variant = {(net, state(p)): pd.DataFrame(v["layers"]).T
-              for (net, p), v in verdicts.items()}
-layer_table = pd.concat(by_variant, names=["network", "", "layer"])
+verdicts = axis.variant_verdicts(results, DEEP, effect_size=EFFECT_SIZE, seed=SEED)
+layer_table = axis.verdict_table(verdicts)
 layer_table.round(3)
 
 # %%
-WIDE = {"figsize": (6 * len(NETWORKS), 3.4), "squeeze": False}
-fig, axes = plt.subplots(1, len(NETWORKS), **WIDE)
-for ax, net in zip(axes[0], NETWORKS):
-    for shift, pretrained in ((-0.15, True), (0.15, False)):
-        t = by_variant[(net, state(pretrained))]
-        t = t.astype({"departing_fraction": float, "low": float, "high": float})
-        f = t.departing_fraction
-        ax.errorbar(np.arange(len(t)) + shift, f, yerr=[f - t.low, t.high - f], fmt="o",
-                    capsize=3, label=state(pretrained))
-    ax.axhspan(0.5, 1, color="tab:red", alpha=0.08)
-    ax.axhspan(0, 0.2, color="tab:green", alpha=0.08)
-    ax.set_xticks(range(len(t)), [short(n) for n in t.index], rotation=30)
-    ax.set(title=net, ylabel="departing fraction (95% CI)", ylim=(0, 1))
-axes[0, 0].legend()
-fig.tight_layout()
+fig = axis.departing_figure(verdicts)
 
 # %% [markdown]
 # Shaded: where a layer's interval must lie for "holds" (red, lower end at or above 0.5)
@@ -241,11 +205,9 @@ fig.tight_layout()
 
 # %% tags=["nbval-check-output"]
 for (net, pretrained), v in verdicts.items():
-    deep = by_variant[(net, state(pretrained))].loc[experiment.deep_layers(net)]
-    spans = ", ".join(f"{short(name)} {row.departing_fraction:.3g} "
-                      f"[{row.low:.3g}, {row.high:.3g}]"
-                      for name, row in deep.iterrows())
-    print(f"{net}, {state(pretrained)}: claim 3 {v['verdict']} (departing: {spans})")
+    spans = axis.verdict_spans(v, DEEP[net])
+    print(f"{net}, {axis.training_state(pretrained)}: claim 3 {v['verdict']} "
+          f"(departing: {spans})")
 
 # %% [markdown]
 # In every trained network a minority of the deep units departs: from about a tenth
@@ -263,35 +225,19 @@ for (net, pretrained), v in verdicts.items():
 # reference over the axis model for the CNN units and for their matched nulls:
 
 # %%
-ev_columns = ["linear", "axis", "exemplar", "reference", "gain", "gain_null",
-              "exemplar_on_bound", "reference_scale"]
-medians = pd.concat({(net, state(p)): results[(net, p)][2].groupby("layer", sort=False)
-                     [ev_columns].median() for net, p in VARIANTS},
-                    names=["network", "", "layer"])
+medians = axis.model_medians(results)
 medians.round(3)
 
 # %%
-fig, axes = plt.subplots(1, len(NETWORKS), **WIDE)
-for ax, net in zip(axes[0], NETWORKS):
-    t = results[(net, True)][2]
-    t = t[t.layer.isin(experiment.deep_layers(net))]
-    sns.scatterplot(data=t, x="gain_null", y="gain", hue="layer", s=10, ax=ax)
-    lo, hi = float(t.gain_null.min()), float(t.gain_null.max())
-    ax.plot([lo, hi], [lo + EFFECT_SIZE, hi + EFFECT_SIZE], "k--", lw=1)
-    ax.set(title=f"{net}, trained, deep layers", xlabel="gain of the matched null (EV)",
-           ylabel="gain of the CNN unit (EV)")
-fig.tight_layout()
+fig = axis.gain_figure(results, DEEP, effect_size=EFFECT_SIZE)
 
 # %% tags=["nbval-check-output"]
 for (net, pretrained), v in verdicts.items():
-    spans = ", ".join(f"{short(name)} {v['layers'][name]['excess_gain']:.3g} "
-                      f"[{v['layers'][name]['excess_gain_low']:.3g}, "
-                      f"{v['layers'][name]['excess_gain_high']:.3g}]"
-                      for name in experiment.deep_layers(net))
-    print(f"{net}, {state(pretrained)}: median gain beyond the null (EV): {spans}")
-    t = results[(net, pretrained)][2]
-    limit = t.groupby("layer").gain_null.transform(lambda v: v.quantile(0.95))
-    beyond = (t.gain > limit)[t.layer.isin(experiment.deep_layers(net))].mean()
+    state = axis.training_state(pretrained)
+    spans = axis.verdict_spans(v, DEEP[net], "excess_gain", "excess_gain_low",
+                               "excess_gain_high")
+    print(f"{net}, {state}: median gain beyond the null (EV): {spans}")
+    beyond = axis.share_beyond_null(results[(net, pretrained)].table, DEEP[net])
     print(f"  deep units whose gain exceeds the nulls' 95th percentile: {beyond:.3g}")
 
 # %% [markdown]
@@ -305,9 +251,9 @@ for (net, pretrained), v in verdicts.items():
 
 # %% tags=["nbval-check-output"]
 for net, pretrained in VARIANTS:
-    share = results[(net, pretrained)][2].groupby("layer").exemplar_on_bound.mean()
-    print(f"{net}, {state(pretrained)}: exemplars on their bound, share of unit-folds "
-          f"{share.min():.3g} to {share.max():.3g} across layers")
+    share = results[(net, pretrained)].table.groupby("layer").exemplar_on_bound.mean()
+    print(f"{net}, {axis.training_state(pretrained)}: exemplars on their bound, share "
+          f"of unit-folds {share.min():.3g} to {share.max():.3g} across layers")
 
 # %% [markdown]
 # ## Chang & Tsao's tuning curves, for random units
@@ -317,24 +263,9 @@ for net, pretrained in VARIANTS:
 # and along the longest orthogonal axis, with the matched null's curves in grey:
 
 # %%
-fig, axes = plt.subplots(len(NETWORKS), 6, figsize=(15, 2.6 * len(NETWORKS)),
-                         squeeze=False)
-for row, net in zip(axes, NETWORKS):
-    layer = experiment.descriptor_layer(net)
-    r = results[(net, True)][1][layer]
-    picks = np.random.default_rng(SEED).choice(r.shape[1], 3, replace=False)
-    for k, j in enumerate(picks):
-        unit, null = r[:, j:j + 1], axis.matched_null(x, r[:, j:j + 1], seed=SEED)
-        sta = axis.sta(x, unit)
-        orthogonal = axis.orthogonal_axis(x, sta)
-        for ax, direction, label in ((row[2 * k], sta, "STA"),
-                                     (row[2 * k + 1], orthogonal, "orthogonal")):
-            for rr, colour in ((null, "0.6"), (unit, "tab:blue")):
-                t = axis.tuning(x, rr, direction)
-                ax.errorbar(t.centres[0], t.mean[0], t.sem[0], color=colour, lw=1)
-            column = int(results[(net, True)][0][layer][j])
-            ax.set_title(f"{net} #{column}: {label}", fontsize=8)
-fig.tight_layout()
+fig = axis.tuning_figure(x, {net: results[(net, True)] for net in NETWORKS},
+                         {net: experiment.descriptor_layer(net) for net in NETWORKS},
+                         n_units=3, seed=SEED)
 
 # %% [markdown]
 # ## Two axes per unit, and shape preference
@@ -346,25 +277,15 @@ fig.tight_layout()
 # appearance), per layer of each trained network:
 
 # %%
-def axes_summary(responses):
-    rows = {}
-    for name, r in responses.items():
-        sta = axis.sta(x, r)
-        angle = axis.axis_angle(sta, axis.regression_axis(x, r))
-        spi = axis.shape_preference(sta, stim.space.n_shape)
-        rows[name] = {"STA-regression angle": float(angle.median()),
-                      "SPI": float(spi.median())}
-    return pd.DataFrame(rows).T
-
-
-axes_table = pd.concat({net: axes_summary(results[(net, True)][1]) for net in NETWORKS})
+axes_table = pd.concat({net: axis.axes_summary(x, results[(net, True)].responses,
+                                               stim.space.n_shape) for net in NETWORKS})
 axes_table.round(2)
 
 # %% [markdown]
 # ## Engineered faces
 #
 # Chang & Tsao's decisive test: faces that move only orthogonally to a unit's axis.
-# `axis.engineered_test` builds, from the mean face, a series along the unit's
+# `axis.engineered_units` builds, from the mean face, a series along the unit's
 # regression axis and along two orthogonal directions (the longest orthogonal axis of
 # the faces, then a random one), each at -2, 0 and +2 SD of the faces along it; the
 # faces are rendered by the face space and run through the network. The response change
@@ -383,46 +304,24 @@ def render(faces):
     return experiment.to_chips(images), landmarks
 
 
-def engineered(net, layer, seed=SEED):
-    chosen, responses = results[(net, True)][0][layer], results[(net, True)][1][layer]
-    pick = axis.sample_units(responses, N_ENGINEERED, seed=seed)
-    r, columns = responses[:, pick], chosen[pick]
-    cnn = axis.engineered_test(x, r, lambda f: experiment.layer_responses(
-        *render(f), layer, net, pretrained=True)[:, columns].double(),
-        ENGINEERED_STEPS, seed=seed)
-    fit = axis.fit_axis_model(x, r)
-    null = axis.engineered_test(x, fit.sample(x, seed),
-                                lambda f: fit.sample(f, seed + 1), ENGINEERED_STEPS,
-                                seed=seed)
-    return {"CNN unit": cnn, "matched null": null}
+def engineered(net, layer):
+    """The engineered-face test of random units of a trained network's layer."""
+    study = results[(net, True)]
+    return axis.engineered_units(
+        x, study.responses[layer], study.columns[layer],
+        lambda faces: experiment.layer_responses(*render(faces), layer, net),
+        N_ENGINEERED, ENGINEERED_STEPS, seed=SEED)
 
 # %%
-tests = {(net, layer): engineered(net, layer) for net in NETWORKS
-         for layer in experiment.deep_layers(net)}
-for geometry in axis.GEOMETRIES:
-    r, units = axis.simulate_exemplar_units(x, N_ENGINEERED, noise=0.3, width=0.6,
-                                            geometry=geometry, seed=SEED + 7)
-    tests[("simulated", geometry)] = {"exemplar unit": axis.engineered_test(
-        x, r, lambda f: units.sample(f, SEED + 8), ENGINEERED_STEPS, seed=SEED)}
-rows = []
-for (net, layer), by_kind in tests.items():
-    for kind, t in by_kind.items():
-        ratio = axis.engineered_ratio(t).to_numpy()
-        median, low, high = bootstrap.bootstrap_statistic(ratio, seed=SEED)
-        rows.append({"network": net, "layer": layer, "units": kind, "n": len(ratio),
-                     "median ratio": median, "low": low, "high": high,
-                     "axis change": t[t.direction == "axis"].change.median()})
-engineered_table = pd.DataFrame(rows)
+tests = {(net, layer): engineered(net, layer)
+         for net in NETWORKS for layer in DEEP[net]}
+tests.update(axis.engineered_exemplars(x, N_ENGINEERED, ENGINEERED_STEPS, noise=0.3,
+                                       width=0.6, seed=SEED))
+engineered_table = axis.engineered_summary(tests, seed=SEED)
 engineered_table.round(3)
 
 # %%
-long = pd.concat([axis.engineered_ratio(t).rename("ratio").to_frame().assign(
-    group=f"{net}\n{short(layer)}", units=kind)
-    for (net, layer), by_kind in tests.items() for kind, t in by_kind.items()])
-fig, ax = plt.subplots(figsize=(12, 3.5))
-sns.boxplot(data=long, x="group", y="ratio", hue="units", fliersize=2, ax=ax)
-ax.set(xlabel="", ylabel="orthogonal / axis response change", yscale="log")
-fig.tight_layout()
+fig = axis.engineered_figure(tests)
 
 # %% tags=["nbval-check-output"]
 trained_rows = engineered_table[engineered_table.units == "CNN unit"]
@@ -453,61 +352,28 @@ print("simulated exemplar units:", ", ".join(
 # %%
 STEPS = np.linspace(-2, 2, 5)
 net, layer = NETWORKS[0], experiment.descriptor_layer(NETWORKS[0])
-r = results[(net, True)][1][layer]
+study = results[(net, True)]
+r = study.responses[layer]
 j = int(np.random.default_rng(SEED + 1).integers(r.shape[1]))
 w = axis.regression_axis(x, r[:, j:j + 1])
 series = axis.engineered_faces(x, w, STEPS, seed=SEED)[0]
 chips, landmarks = render(series.reshape(-1, x.shape[1]))
-column = int(results[(net, True)][0][layer][j])
+column = int(study.columns[layer][j])
 curve = experiment.layer_responses(chips, landmarks, layer, net)[:, column]
-curve = curve.reshape(3, -1)
-fig, axes = plt.subplots(3, 6, figsize=(11, 5.6))
-for d in range(3):
-    for s in range(len(STEPS)):
-        axes[d, s].imshow(chips[d * len(STEPS) + s, 0], cmap="gray")
-        axes[d, s].set_xticks([]), axes[d, s].set_yticks([])
-    axes[d, 0].set_ylabel("axis" if d == 0 else f"orthogonal {d}")
-    axes[d, 5].plot(STEPS, curve[d] / r[:, j].std(), "o-")
-    axes[d, 5].set(ylim=(float(curve.min() / r[:, j].std()) - 0.2,
-                         float(curve.max() / r[:, j].std()) + 0.2), xlabel="step (SD)")
-fig.tight_layout()
-
-# %%
-def layer_findings(net, pretrained):
-    table = results[(net, pretrained)][2].groupby("layer")
-    bound, flat = table.exemplar_on_bound.mean(), table[["flat", "flat_null"]].mean()
-    return {name: {"units": v["units"], "departing_fraction": v["departing_fraction"],
-                   "departing_low": v["low"], "departing_high": v["high"],
-                   "excess_gain": v["excess_gain"], "verdict": v["verdict"],
-                   "exemplar_on_bound": float(bound[name]),
-                   "flat": float(flat.flat[name]),
-                   "flat_null": float(flat.flat_null[name])}
-            for name, v in verdicts[(net, pretrained)]["layers"].items()}
-
-
-def engineered_findings(net):
-    rows = engineered_table[engineered_table.network == net]
-    return {f"{row.layer}, {row.units}": {"median_ratio": row["median ratio"],
-                                          "low": row.low, "high": row.high,
-                                          "axis_change": row["axis change"]}
-            for _, row in rows.iterrows()}
-
-
-def control_findings(kind):
-    rows = controls[controls.kind == kind]
-    keys = ["flatness", "comparison", "rule", "departing_fraction", "low", "high",
-            "exemplar_on_bound"]
-    if kind == "axis":
-        return {f"noise {row.noise}": row[keys].to_dict() for _, row in rows.iterrows()}
-    return {g: {f"width {row.width}": row[keys].to_dict() for _, row in part.iterrows()}
-            for g, part in rows.groupby("geometry")}
+fig = axis.engineered_example_figure(chips, curve.reshape(3, -1), STEPS,
+                                     float(r[:, j].std()))
 
 # %%
 networks = {net: {
-    "layers": LAYERS[net], "trained": layer_findings(net, True),
-    "untrained": layer_findings(net, False), "engineered": engineered_findings(net),
+    "layers": LAYERS[net],
+    "trained": axis.layer_findings(results[(net, True)].table, verdicts[(net, True)]),
+    "untrained": axis.layer_findings(results[(net, False)].table,
+                                     verdicts[(net, False)]),
+    "engineered": axis.engineered_findings(engineered_table, net),
     "sta_regression_angle": axes_table.loc[net]["STA-regression angle"].to_dict(),
     "spi_median": axes_table.loc[net]["SPI"].to_dict()} for net in NETWORKS}
+
+# %%
 findings.save("claim3_axis_model", {
     "faces": len(stim), "dims": stim.space.n_params, "shape_dims": stim.space.n_shape,
     "appearance_dims": stim.space.n_params - stim.space.n_shape, "cv": CV,
@@ -517,9 +383,10 @@ findings.save("claim3_axis_model", {
     "verdict_rule": axis.verdict_rule(EFFECT_SIZE),
     "verdict": {net: verdicts[(net, True)]["verdict"] for net in NETWORKS},
     "verdict_untrained": {net: verdicts[(net, False)]["verdict"] for net in NETWORKS},
-    "controls": {"axis": control_findings("axis"), "axis_excess_gain_sd": axis_sd,
-                 "exemplar": control_findings("exemplar"),
-                 "engineered": engineered_findings("simulated")},
+    "controls": {"axis": axis.control_findings(controls, "axis"),
+                 "axis_excess_gain_sd": axis_sd,
+                 "exemplar": axis.control_findings(controls, "exemplar"),
+                 "engineered": axis.engineered_findings(engineered_table, "simulated")},
     "networks": networks,
 });
 
