@@ -10,6 +10,7 @@ BOOK = Path(__file__).resolve().parent.parent / "book"
 NOTEBOOKS = sorted(BOOK.glob("*.ipynb"))
 SOURCES = sorted((BOOK / "src").glob("*.py"))
 MAX_LINE = 88
+MAX_CELL = 15  # code lines (not blank, not comments) per chapter cell
 
 WARNING = re.compile(r"\w*Warning\b|\bwarn(ing)?s?\.warn\(")
 MACHINE_PATH = re.compile(r"(?<![\w.])/(root|home|tmp|work)(/|\b)")
@@ -74,6 +75,29 @@ def test_chapter_code_lines_are_short(path):
     assert not long, f"{path.name}:\n" + "\n".join(long)
 
 
+def cell_sizes(path):
+    """Code lines (not blank, not comment) of each code cell of a percent-format
+    chapter source, as (first line number, count)."""
+    sizes, start, in_code = [], None, False
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.startswith("# %%"):
+            in_code = not line.startswith("# %% [markdown]")
+            if in_code:
+                sizes.append([number, 0])
+            continue
+        if in_code and sizes and line.strip() and not line.lstrip().startswith("#"):
+            sizes[-1][1] += 1
+    return [tuple(size) for size in sizes]
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=[p.name for p in SOURCES])
+def test_chapter_cells_are_short(path):
+    """The pipelines live in facelin; a chapter cell calls them."""
+    long = [f"cell at line {n}: {count} code lines" for n, count in cell_sizes(path)
+            if count > MAX_CELL]
+    assert not long, f"{path.name}:\n" + "\n".join(long)
+
+
 def test_the_checks_catch_what_they_look_for(tmp_path):
     cells = [{"cell_type": "code", "outputs": [
         {"output_type": "stream", "name": "stderr", "text": ["TqdmWarning: no widgets"]},
@@ -90,3 +114,7 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
     source.write_text("# %% [markdown]\n# " + "x" * 100 + "\n# %%\nshort = 1\n"
                       + "y = '" + "z" * 90 + "'\n")
     assert [n for n, line in code_lines(source) if len(line) > MAX_LINE] == [5]
+    cells = tmp_path / "cells.py"
+    cells.write_text("# %%\nimport x\n\n# a comment\n# %% [markdown]\n# text\n# %%\n"
+                     + "y = 1\n" * 16)
+    assert cell_sizes(cells) == [(1, 1), (7, 16)]

@@ -59,6 +59,7 @@ class Curves:
 
 
 def chunks(units: int):
+    """Slices of ``units`` in blocks of ``_CHUNK`` (one batched solve each)."""
     return [slice(i, min(i + _CHUNK, units)) for i in range(0, units, _CHUNK)]
 
 
@@ -83,6 +84,8 @@ def fit_curves(z: torch.Tensor, r: torch.Tensor, n_knots: int = 5, alpha: float 
 
 
 def whitener(x_train: torch.Tensor):
+    """A function mapping faces (m, d) into the whitened space of ``x_train`` (n, d):
+    centred by its mean, rotated to its principal axes, each divided by its SD."""
     mean = x_train.mean(0)
     evals, evecs = torch.linalg.eigh(torch.cov(x_train.T))
     w = evecs / evals.clamp_min(evals.max() * 1e-12).sqrt()
@@ -131,6 +134,8 @@ def _exemplar_model(spaces, r_train, bound: float, n_knots: int):
 
 
 def _rbf(a, b, gamma):
+    # |a|^2 + |b|^2 - 2 a.b as one GEMM, as torch.cdist computes it for these sizes,
+    # without cdist's square root that the kernel would square again
     sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
     return torch.exp(-gamma * sq.clamp_min(0))
 

@@ -22,6 +22,8 @@ __all__ = [
 
 
 def as_matrix(x, name: str) -> torch.Tensor:
+    """``x`` (numbers, 1-d or 2-d) as a finite float64 (faces, columns) tensor, or an
+    error naming it."""
     raw = x.detach().cpu() if isinstance(x, torch.Tensor) else np.asarray(x)
     t = torch.as_tensor(raw)
     if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
@@ -39,6 +41,8 @@ def as_matrix(x, name: str) -> torch.Tensor:
 
 
 def paired(params, responses):
+    """``params`` (n, d) and ``responses`` (n, U) as float64 tensors with the same faces
+    (at least 3)."""
     x = as_matrix(params, "params")
     r = as_matrix(responses, "responses")
     if x.shape[0] != r.shape[0]:
@@ -50,6 +54,7 @@ def paired(params, responses):
 
 
 def unit_rows(a: torch.Tensor) -> torch.Tensor:
+    """The rows of ``a`` (U, d) scaled to unit length; a zero row is an error."""
     norm = a.norm(dim=1, keepdim=True)
     if (norm == 0).any():
         bad = torch.nonzero(norm.flatten() == 0).flatten()[:10].tolist()
