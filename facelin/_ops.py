@@ -115,7 +115,7 @@ def gather_units(layer: torch.Tensor, index: torch.Tensor, pooling: str, out: to
 
 # The method that solved each problem of lstsq_batched, by path code (csrc/linalg.h).
 LSTSQ_PATHS = ("normal equations", "refined normal equations", "CholeskyQR2",
-               "Householder QR", "SVD (minimum norm)", "not solved (NaN/Inf)")
+               "CholeskyQR3", "SVD (minimum norm)", "not solved (NaN/Inf)")
 
 
 def lstsq_batched(A: torch.Tensor, B: torch.Tensor,
