@@ -26,8 +26,8 @@
 //                          CholeskyQR3: Q2 = Q1 R2^-1 formed and a third pass applied
 //                          implicitly. Where A^T A has no Cholesky factor, the first pass
 //                          is shifted CholeskyQR's (Fukaya et al. 2020), stable to cond
-//                          ~ 1 / eps; measured within 2x of Householder QR (gelsy) to
-//                          cond 1e11;
+//                          ~ 1 / eps; measured within 4x of Householder QR's (gelsy)
+//                          error to cond 1e11;
 //   a failed factor, or    the SVD solution, gelsd's rule: unridged problems whose
 //   rank-deficient         CholeskyQR factor is numerically singular for gelsd (cond >=
 //                          1e-2 / (eps max(n, p))) get the minimum-norm solution, and a
