@@ -370,8 +370,8 @@ inline Solution solve_batch(const at::Tensor& A, const at::Tensor& B, const at::
     auto r1 = g->take(r);
     const auto no_factor = g->take(info) != 0;
     if (no_factor.any().item<bool>()) {
-      const auto [rs, info_s] = shifted_factor(g->take(gram), any_ridge(ridge) ? n + p : n);
-      r1 = at::where(no_factor.view({-1, 1, 1}), rs, r1);
+      const auto shifted = shifted_factor(g->take(gram), any_ridge(ridge) ? n + p : n).first;
+      r1 = at::where(no_factor.view({-1, 1, 1}), shifted, r1);
     }
     const auto sol = cholesky_qr_solve(g->take(A), g->take(B), sub_ridge, r1);
     g->put(x, sol.x);
@@ -431,10 +431,10 @@ inline void lower_triangular_times(at::Tensor& out, const at::Tensor& l, const a
 // A^T r, reduces along contiguous rows; on the CPU (MKL, one thread) these products ran
 // 1.3-1.8x faster than the same products on row-major A and B, enough to pay for the
 // copy and then some. Q^T and B^T are adjacent so that Q^T Q and Q^T B are one product.
-// The paths and their choice
-// are those of solve_batch, with the control flow on host scalars: at one problem per
-// task, the ATen calls that would choose and gather paths cost as much as a small
-// problem's arithmetic. n < p without ridge goes to the SVD, with ridge to the paths.
+// The paths and their choice are those of solve_batch, with the control flow on host
+// scalars: at one problem per task, the ATen calls that would choose and gather paths
+// cost as much as a small problem's arithmetic. n < p without ridge goes to the SVD,
+// with ridge to the paths.
 // Returns x (p, k) float64 and the path taken.
 inline std::pair<at::Tensor, Path> solve_one(const at::Tensor& A, const at::Tensor& B,
                                              double ridge_value) {
@@ -476,8 +476,9 @@ inline std::pair<at::Tensor, Path> solve_one(const at::Tensor& A, const at::Tens
     if (ridged) rhs.sub_(ridge_value * x);
     return {x.add_(at::cholesky_solve(rhs, r, /*upper=*/true)), path};
   }
-  // CholeskyQR passes on the transposed basis: Q^T = W^T A^T (or W^T Q1^T) into q_t, the
-  // last pass implicit as in last_cholesky_qr_pass, [Q^T Q, Q^T B] in one product.
+  // CholeskyQR as in cholesky_qr_solve, on the transposed bases: Q1^T = R1^-T A^T into
+  // q_t and the second pass implicit, or Q2^T = R2^-T Q1^T into q_t and a third pass
+  // implicit; each last pass forms [Q^T Q, Q^T B] in one product.
   const double rank_cond = kRankGuard / (kEps * static_cast<double>(std::max(n, p)));
   auto last_pass = [&](const at::Tensor& w) -> std::optional<std::pair<at::Tensor, at::Tensor>> {
     const auto products = at::mm(q_t, buffer.narrow(0, p, p + k).t());  // (p, p + k)
@@ -488,13 +489,8 @@ inline std::pair<at::Tensor, Path> solve_one(const at::Tensor& A, const at::Tens
     const auto y = at::cholesky_solve(products.narrow(1, p, k), r_last, /*upper=*/true);
     return std::pair{at::mm(w, y), r_last};
   };
-  // CholeskyQR as in cholesky_qr_solve: Q1^T = R1^-T A^T into q_t, the second pass
-  // implicit, or Q2^T = R2^-T Q1^T and a third pass implicit.
-  at::Tensor r1 = r;
-  if (info.item<int>() != 0) {
-    auto [rs, info_s] = shifted_factor(gram, ridged ? n + p : n);
-    r1 = rs;
-  }
+  const at::Tensor r1 =
+      info.item<int>() == 0 ? r : shifted_factor(gram, ridged ? n + p : n).first;
   const auto w1 = triangular_inverse(r1);
   lower_triangular_times(q_t, w1.t(), a_t);
   if (auto second = last_pass(w1)) {
