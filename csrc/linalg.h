@@ -424,6 +424,23 @@ inline void lower_triangular_times(at::Tensor& out, const at::Tensor& l, const a
   at::mm_out(bottom, l.narrow(0, h, p - h), m);
 }
 
+// [X X^T, X Y^T] (p, p + k) for the rows xy (p + k, n) = [X; Y] of a buffer, X (p, n),
+// with only the upper triangle of the symmetric X X^T computed (the lower one is zero):
+// the rows of each half of X times the rows from its own on, two products that skip a
+// quarter of X X^T (at p = k, 1/8 of the arithmetic of one product). Cholesky factors
+// with upper=True read only the upper triangle.
+inline at::Tensor upper_products(const at::Tensor& xy, int64_t p) {
+  const int64_t width = xy.size(0), h = p / 2;
+  if (h == 0) return at::mm(xy.narrow(0, 0, p), xy.t());
+  auto out = at::empty({p, width}, xy.options());
+  auto top = out.narrow(0, 0, h);
+  at::mm_out(top, xy.narrow(0, 0, h), xy.t());
+  auto bottom = out.narrow(0, h, p - h).narrow(1, h, width - h);
+  at::mm_out(bottom, xy.narrow(0, h, p - h), xy.narrow(0, h, width - h).t());
+  out.narrow(0, h, p - h).narrow(1, 0, h).zero_();
+  return out;
+}
+
 // One problem of the CPU kernel, A (n, p) and B (n, k) in any float dtype, in host memory.
 // The problem is first copied, in float64, into the rows of one buffer (2p + k, n):
 //   [A^T; Q^T; B^T]   (Q^T is filled only by CholeskyQR)
@@ -457,7 +474,7 @@ inline std::pair<at::Tensor, Path> solve_one(const at::Tensor& A, const at::Tens
   auto b_t = buffer.narrow(0, 2 * p, k);
   transpose_into(a_t, A);
   transpose_into(b_t, B);
-  auto gram = at::mm(a_t, a_t.t());
+  auto gram = upper_products(a_t, p);  // upper triangle of A^T A
   if (ridged) gram.diagonal().add_(ridge_value);
   const double* g = gram.const_data_ptr<double>();
   for (int64_t i = 0; i < p * p; ++i) {
@@ -478,10 +495,10 @@ inline std::pair<at::Tensor, Path> solve_one(const at::Tensor& A, const at::Tens
   }
   // CholeskyQR as in cholesky_qr_solve, on the transposed bases: Q1^T = R1^-T A^T into
   // q_t and the second pass implicit, or Q2^T = R2^-T Q1^T into q_t and a third pass
-  // implicit; each last pass forms [Q^T Q, Q^T B] in one product.
+  // implicit; each last pass forms [Q^T Q, Q^T B] by upper_products.
   const double rank_cond = kRankGuard / (kEps * static_cast<double>(std::max(n, p)));
   auto last_pass = [&](const at::Tensor& w) -> std::optional<std::pair<at::Tensor, at::Tensor>> {
-    const auto products = at::mm(q_t, buffer.narrow(0, p, p + k).t());  // (p, p + k)
+    const auto products = upper_products(buffer.narrow(0, p, p + k), p);  // (p, p + k)
     auto g_last = products.narrow(1, 0, p);
     if (ridged) g_last = g_last + ridge_value * at::mm(w.t(), w);
     auto [r_last, info_last] = at::linalg_cholesky_ex(g_last, /*upper=*/true);
