@@ -115,7 +115,7 @@ def gather_units(layer: torch.Tensor, index: torch.Tensor, pooling: str, out: to
 
 # The method that solved each problem of lstsq_batched, by path code (csrc/linalg.h).
 LSTSQ_PATHS = ("normal equations", "refined normal equations", "CholeskyQR2",
-               "Householder QR", "SVD (minimum norm)", "not solved (NaN/Inf)")
+               "CholeskyQR3", "SVD (minimum norm)", "not solved (NaN/Inf)")
 
 
 def lstsq_batched(A: torch.Tensor, B: torch.Tensor,
@@ -125,12 +125,26 @@ def lstsq_batched(A: torch.Tensor, B: torch.Tensor,
     A (b, n, p), B (b, n, k) in one float dtype (computed in float64), ridge float64 (b,).
     Returns ``(x, path)``: x (b, p, k) in B's dtype and path (b,) int64, the method that
     solved each problem as an index into :data:`LSTSQ_PATHS`. Each problem's method is
-    chosen from a condition estimate read off the Cholesky factor of its Gram matrix:
-    normal equations up to cond 16, one step of corrected semi-normal equations (few
-    right-hand sides) or CholeskyQR2 (many) up to 1e5, CholeskyQR2 up to 2e7, Householder
-    QR beyond; unridged problems that are rank-deficient to gelsd's rule, and unridged
-    problems with n < p, get the minimum-norm SVD solution (on CUDA a chunk with n < p
-    goes wholly to the SVD unless every problem is ridged; the SVD applies the ridge).
+    chosen from a condition estimate read off the Cholesky factor R of its Gram matrix:
+
+    - normal equations up to cond 16 (error eps cond^2, within 16x of QR's eps cond);
+    - one step of corrected semi-normal equations up to cond 1e5 when the right-hand
+      sides are few (k <= 7/8 p), the residual B - A x formed from A and B;
+    - else CholeskyQR2: Q1 = A R^-1 and a second Cholesky pass on Q1^T Q1 applied
+      implicitly (Q2 never formed), when the second factor shows Q1 orthonormal enough
+      (its cond <= 2: all problems to cond 2e7, most to 1e8);
+    - else CholeskyQR3: Q2 = Q1 R2^-1 and a third pass; where A^T A has no Cholesky
+      factor, the first pass is shifted CholeskyQR's (A^T A + shift I), stable to cond
+      ~ 1 / eps;
+    - the minimum-norm SVD solution (gelsd's rule) for unridged problems whose
+      CholeskyQR factor is numerically singular (cond >= 1e-2 / (eps max(n, p))), where
+      a CholeskyQR factor fails, and for unridged problems with n < p (on CUDA a chunk
+      with n < p goes wholly to the SVD unless every problem is ridged; the SVD applies
+      the ridge).
+
+    Every path is accurate to a small multiple of Householder QR's error. The CPU kernel
+    solves one problem per thread on a column-major copy of it (faster products); the
+    CUDA kernel runs the same paths on whole chunks, gathered by masks.
     Problems whose Gram matrix holds NaN/Inf are not solved: every solution is NaN (the
     CPU kernel marks only those problems, the CUDA kernel the whole chunk).
     """

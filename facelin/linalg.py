@@ -99,8 +99,10 @@ def lstsq(A: torch.Tensor, B: torch.Tensor, alpha: RidgeArg = 0.0, *,
     Independent problems (3-D A) are solved in parallel in the compiled core, each by the
     cheapest method that a condition estimate from the Cholesky factor of its Gram matrix
     allows: the normal equations up to cond 16, one step of corrected semi-normal
-    equations or CholeskyQR2 up to 1e5, CholeskyQR2 up to 2e7, Householder QR beyond,
-    each accurate to a small multiple of Householder QR's error. Without ridge,
+    equations (few right-hand sides) up to 1e5, else CholeskyQR2, with a third pass
+    where the second leaves the basis short of orthonormal (from about cond 1e8; its
+    first pass shifted where A^T A has no Cholesky factor), each accurate to a small
+    multiple of Householder QR's error (see ``_ops.lstsq_batched``). Without ridge,
     rank-deficient problems (and n < p) get the minimum-norm solution that LAPACK's gelsd
     gives (singular values at or below ``eps * max(n, p) * s_max`` count as zero). No
     intercept is fitted: append a column of ones to A, or see :func:`ridge_cv`. Float32

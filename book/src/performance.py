@@ -109,9 +109,11 @@ plt.show()
 # `facelin.linalg.lstsq` solves many independent problems in the compiled core, each by
 # the cheapest method that its own condition estimate allows (read off the Cholesky
 # factor of its Gram matrix, not an eigendecomposition): the normal equations up to
-# cond 16, one step of corrected semi-normal equations (few right-hand sides) or
-# CholeskyQR2 (many) up to 1e5, CholeskyQR2 up to 2e7, Householder QR beyond, and the
-# minimum-norm SVD solution for rank-deficient problems. The workload: 32 problems of
+# cond 16, one step of corrected semi-normal equations (few right-hand sides) up to
+# 1e5, else CholeskyQR2, with a third pass where the second Cholesky factor shows the
+# basis short of orthonormal (from about cond 1e8; the first pass shifted where A^T A
+# has no Cholesky factor), and the minimum-norm SVD solution for rank-deficient
+# problems. The workload: 32 problems of
 # 2000 x 50 with 50 right-hand sides, B = A X plus noise, designs with singular values
 # spread log-uniformly over the condition number.
 #
@@ -144,12 +146,16 @@ print("control, the normal equations in plain PyTorch: accurate at each cond:",
 # What the verdicts rest on: a well-conditioned problem needs only the Gram matrices and
 # one Cholesky factor, so it runs at the floor. From cond 16 on, an error within a small
 # multiple of Householder QR's needs a second pass over the data: CholeskyQR2 forms
-# Q1 = A R^-1 and the products Q1^T [Q1 B], about twice the floor's arithmetic when
-# there are as many right-hand sides as columns (the correction step of the
-# semi-normal equations, taken with few right-hand sides, costs B - A x and A^T r, the
-# same order). Beyond cond 2e7 the Householder QR costs what `torch.linalg.lstsq`'s
-# pivoted QR costs. The normal equations alone stay at the floor but lose accuracy as
-# cond^2, which the control shows.
+# Q1 = A R^-1 and the products Q1^T [Q1 B] (the second Q is never formed), about twice
+# the floor's arithmetic when there are as many right-hand sides as columns (the
+# correction step of the semi-normal equations, taken with few right-hand sides, costs
+# B - A x and A^T r, the same order). The compiled core still lands well under twice
+# the floor's time because it copies each problem once into a column-major buffer, where
+# every one of these products runs faster than the floor's own products on the
+# row-major input. Where a third pass is needed (from about cond 1e8) it costs one more
+# product with A, still less than the pivoted QR of `torch.linalg.lstsq`. The normal
+# equations alone stay at the floor but lose accuracy as cond^2, which the control
+# shows.
 #
 # ## Time against size
 #

@@ -36,11 +36,11 @@ std::tuple<at::Tensor, at::Tensor> lstsq_batched_cpu(const at::Tensor& A, const 
   auto out = at::empty({b, p, k}, B.options());
   auto path = at::empty({b}, A.options().dtype(at::kLong));
   int64_t* path_ptr = path.data_ptr<int64_t>();
+  const auto ridge_c = ridge.contiguous();
+  const double* ridge_ptr = ridge_c.const_data_ptr<double>();
   parallel_tasks(b, [&](int64_t i) {
-    const auto a = A.select(0, i).unsqueeze(0).to(at::kDouble);
-    const auto rhs = B.select(0, i).unsqueeze(0).to(at::kDouble);
-    const auto [x, which] = linalg::solve_one(a, rhs, ridge.narrow(0, i, 1));
-    out.select(0, i).copy_(x.squeeze(0));
+    const auto [x, which] = linalg::solve_one(A.select(0, i), B.select(0, i), ridge_ptr[i]);
+    out.select(0, i).copy_(x);
     path_ptr[i] = which;
   });
   return {out, path};

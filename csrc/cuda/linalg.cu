@@ -49,8 +49,9 @@ std::tuple<at::Tensor, at::Tensor> lstsq_batched_cuda(const at::Tensor& A,
   const int64_t b = A.size(0), n = A.size(1), p = A.size(2), k = B.size(2);
   auto out = at::empty({b, p, k}, B.options());
   auto path = at::empty({b}, A.options().dtype(at::kLong));
-  // Work space per problem: A, a basis of its size and B in float64, a few p x p factors.
-  const int64_t chunk = chunk_size(2 * n * p + 2 * n * k + 6 * p * p + 2 * p * k);
+  // Work space per problem: A, two bases of its size (CholeskyQR3) and B in float64
+  // (B twice), a few p x p factors.
+  const int64_t chunk = chunk_size(3 * n * p + 2 * n * k + 10 * p * p + 2 * p * k);
   for (int64_t first = 0; first < b; first += chunk) {
     const int64_t len = std::min(chunk, b - first);
     const auto a = A.narrow(0, first, len).to(at::kDouble);
