@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 __all__ = ["as_numpy", "positive_int", "whole_number", "image_list", "landmark_array",
-           "param_array", "box_array", "float_matrix", "matched_rows"]
+           "param_array", "box_array", "float_matrix", "matched_rows",
+           "real_matrix", "feature_matrix", "label_array"]
 
 
 def as_numpy(value) -> np.ndarray:
@@ -182,3 +183,45 @@ def matched_rows(x, y, x_name: str, y_name: str):
             f"{x_name} has {x.shape[0]} faces but {y_name} has {y.shape[0]}"
         )
     return x, y
+
+
+def real_matrix(x, name: str) -> torch.Tensor:
+    """``x`` (numbers, 1-d or 2-d) as a finite float64 (faces, columns) tensor, or an
+    error naming it."""
+    raw = x.detach().cpu() if isinstance(x, torch.Tensor) else np.asarray(x)
+    t = torch.as_tensor(raw)
+    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
+        raise TypeError(f"{name} must hold real numbers, got {t.dtype}")
+    t = t.to(torch.float64)
+    if t.dim() == 1:
+        t = t[:, None]
+    if t.dim() != 2:
+        raise ValueError(f"{name} must be 2-d (faces x columns), got shape "
+                         f"{tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        rows = torch.nonzero(~torch.isfinite(t).all(1)).flatten()[:10].tolist()
+        raise ValueError(f"{name} holds NaN or Inf (rows {rows})")
+    return t
+
+
+def feature_matrix(x, name: str) -> np.ndarray:
+    """``x`` as a finite float64 (images, features) array, or an error naming it."""
+    x = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a 2-d array (images x features), got shape "
+                         f"{x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.isfinite(x).all():
+        bad = np.unique(np.nonzero(~np.isfinite(x))[0])
+        raise ValueError(f"{name} holds NaN or Inf in rows {bad[:10].tolist()}")
+    return x
+
+
+def label_array(labels, n: int, name: str) -> np.ndarray:
+    """``labels`` as an (n,) array, one identity per row, or an error naming it."""
+    labels = np.asarray(labels)
+    if labels.shape != (n,):
+        raise ValueError(f"{name} must have one label per row ({n}), got shape "
+                         f"{labels.shape}")
+    return labels

@@ -7,7 +7,8 @@ import pandas as pd
 import torch
 
 from .models import fit_axis_model
-from .tuning_curves import as_matrix, orthogonal_axis, paired, project, unit_rows
+from .._validation import real_matrix
+from .tuning_curves import orthogonal_axis, paired, project, unit_rows
 
 __all__ = [
     "tuning_map", "engineered_series", "engineered_faces", "engineered_test",
@@ -21,7 +22,7 @@ def tuning_map(params, responses, axis_a, axis_b, n_bins: int = 10):
     x its largest magnitude. Returns (mean (U, n_bins, n_bins) with NaN in empty cells,
     indexed [unit, bin along a, bin along b]; half-widths (U, 2) of the two ranges)."""
     x, r = paired(params, responses)
-    a, b = as_matrix(axis_a, "axis_a"), as_matrix(axis_b, "axis_b")
+    a, b = real_matrix(axis_a, "axis_a"), real_matrix(axis_b, "axis_b")
     for name, ax in (("axis_a", a), ("axis_b", b)):
         if ax.shape != (r.shape[1], x.shape[1]):
             raise ValueError(f"{name} must be (units, dims) = "
@@ -51,8 +52,8 @@ def engineered_series(params, axis, steps, n_orthogonal: int = 3, seed: int = 0
     direction, so every series spans the same share of the face distribution. Returns (1
     + n_orthogonal, len(steps), d): row 0 along the axis, the others orthogonal. An axis
     unit responds to row 0 only."""
-    x = as_matrix(params, "params")
-    a = unit_rows(as_matrix(axis, "axis"))
+    x = real_matrix(params, "params")
+    a = unit_rows(real_matrix(axis, "axis"))
     if a.shape != (1, x.shape[1]):
         raise ValueError(f"axis must be one vector of {x.shape[1]} dims, "
                          f"got {tuple(a.shape)}")
@@ -76,7 +77,7 @@ def engineered_faces(params, axes, steps, n_orthogonal: int = 2, seed: int = 0
     """:func:`engineered_series` for each of several units' ``axes`` (U, d): returns
     (U, 1 + n_orthogonal, len(steps), d), unit u's orthogonal directions drawn with
     ``seed + u``."""
-    a = as_matrix(axes, "axes")
+    a = real_matrix(axes, "axes")
     return torch.stack([engineered_series(params, a[u:u + 1], steps, n_orthogonal,
                                           seed + u) for u in range(a.shape[0])])
 
@@ -99,7 +100,7 @@ def engineered_test(params, responses, respond, steps=(-2.0, -1.0, 0.0, 1.0, 2.0
     units, directions, n_steps, d = series.shape
     # Every series passes through the mean face: it is rendered once.
     faces, index = torch.unique(series.reshape(-1, d), dim=0, return_inverse=True)
-    out = as_matrix(respond(faces), "responses to the engineered faces")
+    out = real_matrix(respond(faces), "responses to the engineered faces")
     if out.shape != (len(faces), units):
         raise ValueError(f"respond must return ({len(faces)}, {units}), "
                          f"got {tuple(out.shape)}")

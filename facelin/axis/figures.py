@@ -9,7 +9,8 @@ import pandas as pd
 from .engineered import engineered_ratio
 from .models import matched_null
 from .study import short_layer, training_state
-from .tuning_curves import as_matrix, orthogonal_axis, sta, tuning
+from .._validation import real_matrix
+from .tuning_curves import orthogonal_axis, sta, tuning
 
 __all__ = [
     "departing_figure", "gain_figure", "tuning_figure", "engineered_figure",
@@ -80,7 +81,7 @@ def tuning_figure(params, studies: dict, layers: dict, n_units: int = 3,
     the matched null's curves (drawn with ``seed``) in grey. ``studies``: {network:
     NetworkStudy}; panels are titled with the unit's column in its layer."""
     import matplotlib.pyplot as plt
-    x = as_matrix(params, "params")
+    x = real_matrix(params, "params")
     fig, axes = plt.subplots(len(studies), 2 * n_units,
                              figsize=(2.5 * n_units * 2, 2.6 * len(studies)),
                              squeeze=False)

@@ -11,7 +11,8 @@ import torch
 
 from .. import linalg
 from ..progress import progress as progress_bar
-from .tuning_curves import as_matrix, paired, unit_rows
+from .._validation import real_matrix
+from .tuning_curves import paired, unit_rows
 
 __all__ = [
     "fold_indices", "fit_curves", "Curves", "kernel_features", "kernel_reference",
@@ -146,7 +147,7 @@ def kernel_features(x_train, scale: float = 1.0, n_centres: int = 300, seed: int
     faces drawn with ``seed``: a function mapping faces (m, d) to features
     (m, n_centres) whose inner products approximate the kernel, so ridge regression on
     them is kernel ridge regression of that rank."""
-    x = as_matrix(x_train, "x_train")
+    x = real_matrix(x_train, "x_train")
     gen = torch.Generator().manual_seed(seed)
     centres = x[torch.randperm(len(x), generator=gen)[:min(n_centres, len(x))]]
     sample = x[torch.randperm(len(x), generator=gen)[:500]]
@@ -155,7 +156,7 @@ def kernel_features(x_train, scale: float = 1.0, n_centres: int = 300, seed: int
     jitter = 1e-8 * torch.eye(len(centres), dtype=k_cc.dtype)
     chol = torch.linalg.cholesky(k_cc + jitter)
     return lambda faces: torch.linalg.solve_triangular(
-        chol, _rbf(centres, as_matrix(faces, "faces"), gamma), upper=False).T
+        chol, _rbf(centres, real_matrix(faces, "faces"), gamma), upper=False).T
 
 
 @dataclass
@@ -183,7 +184,7 @@ def kernel_reference(x_train, r_train, x_test, scales=(0.5, 1.0, 2.0),
     ``x_test`` (m, d) are the inputs (whiten them first for an isotropic kernel),
     ``r_train`` (n, U) the responses."""
     x_train, r_train = paired(x_train, r_train)
-    x_test = as_matrix(x_test, "x_test")
+    x_test = real_matrix(x_test, "x_test")
     if x_test.shape[1] != x_train.shape[1]:
         raise ValueError(f"x_test has {x_test.shape[1]} dims, x_train "
                          f"{x_train.shape[1]}")
@@ -295,7 +296,7 @@ class AxisFit:
     def predict(self, params) -> torch.Tensor:
         """The fitted response ``f_u(w_u . (x - mean))`` of every unit to faces
         (m, d)."""
-        x = as_matrix(params, "params")
+        x = real_matrix(params, "params")
         return self.curves(self.axes @ (x - self.mean).T)
 
     def sample(self, params, seed: int = 0) -> torch.Tensor:

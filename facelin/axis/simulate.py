@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from .models import whitener
-from .tuning_curves import as_matrix, unit_rows
+from .._validation import real_matrix
+from .tuning_curves import unit_rows
 
 __all__ = [
     "simulate_axis_units", "simulate_exemplar_units", "ExemplarUnits", "GEOMETRIES",
@@ -27,7 +28,7 @@ def simulate_axis_units(params, n_units: int, noise: float = 0.5, seed: int = 0)
     monotone response function (linear, soft-rectified, sigmoid or exponential ramp),
     scaled to unit signal variance, plus Gaussian noise of SD ``noise``.
     Returns (responses (n, n_units), axes (n_units, d) in parameter coordinates)."""
-    x = as_matrix(params, "params")
+    x = real_matrix(params, "params")
     gen = torch.Generator().manual_seed(seed)
     whiten = whitener(x)
     d = x.shape[1]
@@ -65,7 +66,7 @@ class ExemplarUnits:
     def signal(self, params) -> torch.Tensor:
         """Noise-free responses (m, U) to faces ``params`` (m, d), in the units of the
         simulated responses (signal SD 1 over the simulated faces)."""
-        x = as_matrix(params, "params")
+        x = real_matrix(params, "params")
         dist = torch.cdist(x @ self.metric, self.centres @ self.metric)
         return (torch.exp(-dist ** 2 / (2 * self.sigma ** 2)) - self.mean) / self.sd
 
@@ -88,7 +89,7 @@ def simulate_exemplar_units(params, n_units: int, noise: float = 0.5,
     tuning in whitened space) or ``"normalized"`` (the parameters as given, so the
     tuning is narrow along low-variance directions and broad along the long ones).
     Returns (responses (n, n_units), :class:`ExemplarUnits`)."""
-    x = as_matrix(params, "params")
+    x = real_matrix(params, "params")
     if geometry not in GEOMETRIES:
         raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
     if width <= 0:

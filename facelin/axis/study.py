@@ -18,7 +18,8 @@ from ..bootstrap import bootstrap_statistic
 from .engineered import engineered_ratio, engineered_test
 from .models import fit_axis_model
 from .simulate import GEOMETRIES, simulate_exemplar_units
-from .tuning_curves import (as_matrix, axis_angle, regression_axis, sample_units,
+from .._validation import real_matrix
+from .tuning_curves import (axis_angle, regression_axis, sample_units,
                             shape_preference, sta)
 from .verdict import claim3_verdict, unit_table
 
@@ -55,7 +56,7 @@ def choose_units(layers: dict, n_units: int, whole=(), max_whole: int = 256,
     whole = set(whole)
     chosen = {}
     for i, (name, r) in enumerate(layers.items()):
-        r = as_matrix(r, f"responses of {name}")
+        r = real_matrix(r, f"responses of {name}")
         take_all = name in whole or r.shape[1] <= max_whole
         chosen[name] = sample_units(r, r.shape[1] if take_all else n_units,
                                     seed=seed + i)
@@ -80,7 +81,8 @@ def study_network(params, layers: dict, n_units: int, whole=(), max_whole: int =
     """Every studied unit of one network (:func:`choose_units` of ``layers``, a dict
     {name: responses (n, units)}) beside its matched null, in one :func:`unit_table`
     over the faces ``params`` (n, d)."""
-    layers = {name: as_matrix(r, f"responses of {name}") for name, r in layers.items()}
+    layers = {name: real_matrix(r, f"responses of {name}")
+              for name, r in layers.items()}
     chosen = choose_units(layers, n_units, whole, max_whole, seed=seed)
     responses = {name: layers[name][:, c] for name, c in chosen.items()}
     start = time.perf_counter()
@@ -175,11 +177,11 @@ def engineered_units(params, responses, columns, respond, n_units: int, steps,
     unit's :func:`fit_axis_model` with its residual noise (drawn with ``seed``, new
     faces with ``seed + 1``). Returns {label: table, "matched null": table} of
     :func:`engineered_test` tables."""
-    x = as_matrix(params, "params")
-    r = as_matrix(responses, "responses")
+    x = real_matrix(params, "params")
+    r = real_matrix(responses, "responses")
     pick = sample_units(r, n_units, seed=seed)
     r, own = r[:, pick], torch.as_tensor(np.asarray(columns))[pick]
-    unit = engineered_test(x, r, lambda f: as_matrix(respond(f), "responses")[:, own],
+    unit = engineered_test(x, r, lambda f: real_matrix(respond(f), "responses")[:, own],
                            steps, seed=seed)
     fit = fit_axis_model(x, r)
     null = engineered_test(x, fit.sample(x, seed), lambda f: fit.sample(f, seed + 1),
@@ -193,7 +195,7 @@ def engineered_exemplars(params, n_units: int, steps, noise: float = 0.3,
     (:func:`simulate_exemplar_units`, drawn with ``seed + 7``, their responses to the
     engineered faces with ``seed + 8``). Returns {("simulated", geometry): {"exemplar
     unit": :func:`engineered_test` table}}."""
-    x = as_matrix(params, "params")
+    x = real_matrix(params, "params")
     out = {}
     for geometry in GEOMETRIES:
         r, units = simulate_exemplar_units(x, n_units, noise=noise, width=width,

@@ -14,6 +14,7 @@ import torch
 from scipy import stats
 
 from .. import linalg
+from .._validation import real_matrix
 
 __all__ = [
     "sta", "regression_axis", "axis_angle", "tuning", "Tuning", "orthogonal_axis",
@@ -21,30 +22,11 @@ __all__ = [
 ]
 
 
-def as_matrix(x, name: str) -> torch.Tensor:
-    """``x`` (numbers, 1-d or 2-d) as a finite float64 (faces, columns) tensor, or an
-    error naming it."""
-    raw = x.detach().cpu() if isinstance(x, torch.Tensor) else np.asarray(x)
-    t = torch.as_tensor(raw)
-    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
-        raise TypeError(f"{name} must hold real numbers, got {t.dtype}")
-    t = t.to(torch.float64)
-    if t.dim() == 1:
-        t = t[:, None]
-    if t.dim() != 2:
-        raise ValueError(f"{name} must be 2-d (faces x columns), got shape "
-                         f"{tuple(t.shape)}")
-    if not torch.isfinite(t).all():
-        rows = torch.nonzero(~torch.isfinite(t).all(1)).flatten()[:10].tolist()
-        raise ValueError(f"{name} holds NaN or Inf (rows {rows})")
-    return t
-
-
 def paired(params, responses):
     """``params`` (n, d) and ``responses`` (n, U) as float64 tensors with the same faces
     (at least 3)."""
-    x = as_matrix(params, "params")
-    r = as_matrix(responses, "responses")
+    x = real_matrix(params, "params")
+    r = real_matrix(responses, "responses")
     if x.shape[0] != r.shape[0]:
         raise ValueError(f"params has {x.shape[0]} faces but responses has "
                          f"{r.shape[0]}")
@@ -93,7 +75,7 @@ def regression_axis(params, responses) -> torch.Tensor:
 
 def axis_angle(a, b) -> torch.Tensor:
     """Angle in degrees between corresponding rows of ``a`` and ``b``."""
-    a, b = unit_rows(as_matrix(a, "a")), unit_rows(as_matrix(b, "b"))
+    a, b = unit_rows(real_matrix(a, "a")), unit_rows(real_matrix(b, "b"))
     return torch.rad2deg(torch.arccos((a * b).sum(1).clamp(-1, 1)))
 
 
@@ -138,7 +120,7 @@ def tuning(params, responses, axis, n_bins: int = 20) -> Tuning:
     magnitude (Chang & Tsao), and the responses averaged per bin. Empty bins hold
     NaN."""
     x, r = paired(params, responses)
-    axis = as_matrix(axis, "axis")
+    axis = real_matrix(axis, "axis")
     if axis.shape != (r.shape[1], x.shape[1]):
         raise ValueError(f"axis must be (units, dims) = {(r.shape[1], x.shape[1])}, "
                          f"got {tuple(axis.shape)}")
@@ -151,8 +133,8 @@ def orthogonal_axis(params, axis) -> torch.Tensor:
     """For each unit, the longest axis of the face distribution orthogonal to its
     ``axis`` (the first principal component of the parameters with the axis projected
     out), (U, d). Chang & Tsao found IT cells flat along it."""
-    x = as_matrix(params, "params")
-    a = unit_rows(as_matrix(axis, "axis"))
+    x = real_matrix(params, "params")
+    a = unit_rows(real_matrix(axis, "axis"))
     if a.shape[1] != x.shape[1]:
         raise ValueError(f"axis has {a.shape[1]} dims, params {x.shape[1]}")
     cov = torch.cov(x.T)
@@ -234,7 +216,7 @@ def shape_preference(sta_axes, n_shape: int = 25) -> torch.Tensor:
     """Shape preference index of each unit, ``(|STA_shape| - |STA_app|) / (|STA_shape| +
     |STA_app|)``, with the first ``n_shape`` dimensions the shape block: +1 pure shape,
     -1 pure appearance."""
-    a = as_matrix(sta_axes, "sta")
+    a = real_matrix(sta_axes, "sta")
     if not 0 < n_shape < a.shape[1]:
         raise ValueError(f"n_shape must be between 1 and {a.shape[1] - 1}, "
                          f"got {n_shape}")
@@ -272,7 +254,7 @@ def varying_units(responses, min_active: float = 0.05) -> torch.Tensor:
     curve to speak of, and a constant one has no axis), and whose SD is at least
     ``1e-6`` of the largest SD among ``responses`` (a unit that varies only by float32
     round-off or denormal numbers is silent in effect)."""
-    r = as_matrix(responses, "responses")
+    r = real_matrix(responses, "responses")
     if not 0 <= min_active < 1:
         raise ValueError(f"min_active must be in [0, 1), got {min_active}")
     sd = r.std(0)

@@ -10,7 +10,8 @@ import torch
 
 from ..bootstrap import bootstrap_fraction, bootstrap_statistic
 from .models import chunks, compare_models, matched_null
-from .tuning_curves import as_matrix, flatness, paired
+from .._validation import real_matrix
+from .tuning_curves import flatness, paired
 
 __all__ = [
     "unit_table", "departing", "layer_verdict", "verdict_rule", "claim3_verdict",
@@ -28,7 +29,7 @@ def unit_table(params, layers: dict, cv: int = 5, n_centres: int = 300, seed: in
     ``exemplar_on_bound``, ``reference_scale``, ``reference_alpha``, ``depth_ratio`` and
     ``flat``, and the null's ``gain_null``, ``depth_ratio_null``, ``flat_null``,
     ``axis_null``, ``reference_null``."""
-    x = as_matrix(params, "params")
+    x = real_matrix(params, "params")
     real = {name: paired(x, r)[1] for name, r in layers.items()}
     if not real:
         raise ValueError("no layers given")

@@ -6,7 +6,8 @@ from typing import Callable
 
 import numpy as np
 
-from .metrics import Verification, distances, feature_matrix, verify
+from .._validation import feature_matrix
+from .metrics import Verification, distances, verify
 
 __all__ = ["DescriptorExtractor", "LFWResult", "lfw_pairs_protocol"]
 

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import stats
 from scipy.spatial.distance import cdist
 from sklearn import metrics as skm
+from .._validation import feature_matrix, label_array
 
 __all__ = [
     "METRICS", "METRIC_OPTIONS", "FARS", "STATISTICS", "distances", "Identification",
@@ -30,29 +31,6 @@ METRIC_OPTIONS = tuple((metric, whitened) for whitened in (False, True)
                        for metric in METRICS)
 FARS = (1e-2, 1e-3)
 STATISTICS = ("rank1", "auc", "eer", "tar@far=0.01", "tar@far=0.001")
-
-
-def feature_matrix(x, name: str) -> np.ndarray:
-    """``x`` as a finite float64 (images, features) array, or an error naming it."""
-    x = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-d array (images x features), got shape "
-                         f"{x.shape}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} is empty")
-    if not np.isfinite(x).all():
-        bad = np.unique(np.nonzero(~np.isfinite(x))[0])
-        raise ValueError(f"{name} holds NaN or Inf in rows {bad[:10].tolist()}")
-    return x
-
-
-def label_array(labels, n: int, name: str) -> np.ndarray:
-    """``labels`` as an (n,) array, one identity per row, or an error naming it."""
-    labels = np.asarray(labels)
-    if labels.shape != (n,):
-        raise ValueError(f"{name} must have one label per row ({n}), got shape "
-                         f"{labels.shape}")
-    return labels
 
 
 def distances(a, b=None, metric: str = "cosine") -> np.ndarray:

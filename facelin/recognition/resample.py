@@ -9,8 +9,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .._validation import feature_matrix, label_array
 from .metrics import (FARS, METRIC_OPTIONS, STATISTICS, Whitener, distances,
-                      feature_matrix, gallery_mask, label_array, verification_metrics)
+                      gallery_mask, verification_metrics)
 
 __all__ = ["RouteScores", "bootstrap", "metric_table"]
 
