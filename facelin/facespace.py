@@ -308,15 +308,6 @@ class FaceSpace:
         return self.normalizer(reference).inverse_transform(normalized)
 
     # ---------------------------------------------------------------- persistence
-    _SHAPE_ARRAYS = ("mean_shape_", "shape_mean_", "shape_components_",
-                     "shape_eigenvalues_", "shape_explained_variance_ratio_")
-    _APPEARANCE_ARRAYS = (
-        "mean_texture_",
-        "appearance_components_",
-        "appearance_eigenvalues_",
-        "appearance_explained_variance_ratio_",
-    )
-
     def save(self, path) -> Path:
         """Write the fitted space to an ``.npz`` file (format version `FORMAT_VERSION`):
         the settings, the Procrustes mean and shape PCs, the mean texture and appearance
@@ -328,22 +319,28 @@ class FaceSpace:
     def load(cls, path) -> "FaceSpace":
         """Read a space written by `save`; raises `FaceSpaceVersionError` for a file of
         another format version and ValueError for a file that is not a face space."""
-        data = _read_space_file(path, cls._SHAPE_ARRAYS + cls._APPEARANCE_ARRAYS)
+        data = _read_space_file(path, _SHAPE_ARRAYS + _APPEARANCE_ARRAYS)
         n_shape, n_appearance, texture_size = (int(v) for v in data["settings"])
         space = cls(n_shape, n_appearance, texture_size, float(data["background"]))
-        space.shape_model_ = ShapeModel.from_arrays(
-            *(data[name] for name in cls._SHAPE_ARRAYS))
+        space.shape_model_ = ShapeModel.from_arrays(*(data[n] for n in _SHAPE_ARRAYS))
         space.appearance_model_ = AppearanceModel.from_arrays(
-            *(data[name] for name in cls._APPEARANCE_ARRAYS))
+            *(data[n] for n in _APPEARANCE_ARRAYS))
         space._setup_warp()
         return space
+
+
+# What a face-space file holds besides its settings (the mesh and mask are rebuilt)
+_SHAPE_ARRAYS = ("mean_shape_", "shape_mean_", "shape_components_", "shape_eigenvalues_",
+                 "shape_explained_variance_ratio_")
+_APPEARANCE_ARRAYS = ("mean_texture_", "appearance_components_", "appearance_eigenvalues_",
+                      "appearance_explained_variance_ratio_")
 
 
 def _write_space_file(path, space: FaceSpace) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {name: getattr(space, name)
-              for name in space._SHAPE_ARRAYS + space._APPEARANCE_ARRAYS}
+              for name in _SHAPE_ARRAYS + _APPEARANCE_ARRAYS}
     settings = [space.n_shape, space.n_appearance, space.texture_size]
     with open(path, "wb") as handle:
         np.savez_compressed(handle, facelin_facespace_version=np.array(FORMAT_VERSION),
