@@ -27,7 +27,8 @@ verdicts.style.set_properties(**{"text-align": "left"})
 
 # %% tags=["remove-input", "nbval-check-output"]
 for claim, row in verdicts.iterrows():
-    print(f"{claim}\n  " + "; ".join(f"{net}: {verdict}" for net, verdict in row.items()))
+    verdicts_here = "; ".join(f"{net}: {verdict}" for net, verdict in row.items())
+    print(f"{claim}\n  {verdicts_here}")
 
 # %% [markdown]
 # The rule behind each verdict, in the words of its chapter:

@@ -25,6 +25,7 @@ VERDICT_RULE = (
     "otherwise."
 )
 
+
 def verdict_rule(
     ceiling_min: float = 0.8, decoding_min: float = 0.5, margin: float = 0.0
 ) -> str:
